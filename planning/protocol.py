@@ -1,0 +1,89 @@
+"""The seam between planning and any world model.
+
+The planner sees dynamics only through :class:`LatentDynamics` and scores predictions with an
+:data:`EnergyFn`. Our learned world model, a loaded published checkpoint and an oracle built on
+the simulator all implement the same three members, so they are interchangeable in the planner,
+the MPC loop, the evaluation harness and the policy server.
+
+Tensor letters: B batch (envs/goals planned at once), S samples, H horizon, N tokens per frame,
+D feature, A action.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@runtime_checkable
+class LatentDynamics(Protocol):
+    """What the planner needs from a world model.
+
+    ``encode`` maps observations to latents; ``rollout`` predicts the latents that follow a
+    batch of sampled action sequences. Latents returned by both are already layer-normed over
+    D (a parameter-free layer norm), so energies are plain distances.
+    """
+
+    @property
+    def action_dim(self) -> int:
+        """A, the size of one action vector."""
+        ...
+
+    def encode(self, images: Tensor, states: Tensor) -> Tensor:
+        """Encode observations.
+
+        Args:
+            images: (B, H_img, W_img, 3) uint8 RGB frames.
+            states: (B, 7) float proprioception ``[x, y, z, roll, pitch, yaw, gripper]``.
+
+        Returns:
+            z: (B, N, D) float latents, layer-normed over D.
+        """
+        ...
+
+    def rollout(self, z_context: Tensor, state_context: Tensor, actions: Tensor) -> Tensor:
+        """Predict future latents for S sampled action sequences per batch element.
+
+        Args:
+            z_context: (B, N, D) latent of the current frame.
+            state_context: (B, 7) current proprioception.
+            actions: (B, S, H, A) action sequences.
+
+        Returns:
+            z_future: (B, S, H, N, D); entry h is the latent after applying actions[..., : h + 1, :].
+        """
+        ...
+
+
+class EnergyFn(Protocol):
+    """Scores predicted latents against goal latents: lower is better."""
+
+    def __call__(self, z_future: Tensor, z_goal: Tensor) -> Tensor:
+        """(B, S, H, N, D) predictions and (B, N, D) goals -> (B, S) energies."""
+        ...
+
+
+def final_step_l1_energy(z_future: Tensor, z_goal: Tensor) -> Tensor:
+    """The published energy: mean |ẑ_H − z_goal| over tokens and features at the last step.
+
+    Args:
+        z_future: (B, S, H, N, D) predicted latents.
+        z_goal: (B, N, D) goal latents.
+
+    Returns:
+        (B, S) energies.
+    """
+    if z_future.ndim != 5 or z_goal.ndim != 3:
+        raise ValueError(
+            f"expected z_future (B,S,H,N,D) and z_goal (B,N,D), got {tuple(z_future.shape)} "
+            f"and {tuple(z_goal.shape)}"
+        )
+    z_last = z_future[:, :, -1]  # (B, S, N, D)
+    return (z_last - z_goal[:, None]).abs().mean(dim=(-2, -1))
+
+
+def layer_norm_latents(z: Tensor, eps: float = 1e-6) -> Tensor:
+    """Parameter-free layer norm over the feature dim, applied before any distance or loss."""
+    return torch.nn.functional.layer_norm(z, z.shape[-1:], eps=eps)

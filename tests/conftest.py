@@ -1,0 +1,9 @@
+"""Shared test setup: offscreen MuJoCo, few threads, deterministic torch."""
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
