@@ -1,0 +1,19 @@
+"""Exceptions a user can cause, each naming the file or field and what was expected."""
+
+from __future__ import annotations
+
+
+class WorldModelError(Exception):
+    """Base class of every error this package raises on bad user input."""
+
+
+class DatasetError(WorldModelError, ValueError):
+    """An episode dataset on disk is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(WorldModelError, ValueError):
+    """A checkpoint is missing, corrupt, of an unknown format or does not match the model."""
+
+
+class StaleCacheError(WorldModelError, ValueError):
+    """A feature cache was made with another encoder or preprocessing than the one in use."""
