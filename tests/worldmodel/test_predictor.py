@@ -1,0 +1,164 @@
+"""ACPredictor: shapes, block causality, KV-cache equivalence, pooling, published layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worldmodel.predictor import (
+    PREDICTOR_PRESETS,
+    ACPredictor,
+    PredictorConfig,
+    apply_rope,
+    rope_tables,
+)
+
+CFG = PredictorConfig(
+    encoder_dim=24, width=48, depth=2, num_heads=2, mlp_dim=64, input_grid=(4, 4), pool_kernel=2
+)
+
+
+def _inputs(batch: int, steps: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    n = CFG.tokens_per_frame
+    z = torch.randn(batch, steps, n, CFG.encoder_dim, generator=g)
+    a = torch.randn(batch, steps, 7, generator=g) * 0.1
+    s = torch.randn(batch, steps, 7, generator=g)
+    return z, a, s
+
+
+@pytest.fixture(scope="module")
+def model() -> ACPredictor:
+    torch.manual_seed(0)
+    return ACPredictor(CFG).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_shapes(model, batch):
+    z, a, s = _inputs(batch, 3)
+    out = model(z, a, s)
+    assert out.shape == (batch, 3, CFG.tokens_per_frame, CFG.encoder_dim)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("what", ["action", "state", "frame"])
+def test_block_causal(model, what):
+    z, a, s = _inputs(2, 4)
+    base = model(z, a, s)
+    z2, a2, s2 = z.clone(), a.clone(), s.clone()
+    {"action": a2, "state": s2, "frame": z2}[what][:, 2] += 1.0
+    out = model(z2, a2, s2)
+    torch.testing.assert_close(out[:, :2], base[:, :2], atol=1e-6, rtol=0)
+    assert (out[:, 2] - base[:, 2]).abs().max() > 1e-4  # step 2 itself sees the change
+
+
+def test_same_step_tokens_see_each_other(model):
+    # Frame tokens of step t attend to action_t: the prediction must depend on it.
+    z, a, s = _inputs(1, 1)
+    a2 = a.clone()
+    a2[:, 0, 0] += 0.5
+    assert (model(z, a2, s) - model(z, a, s)).abs().max() > 1e-4
+
+
+def test_incremental_cache_equals_full(model):
+    z, a, s = _inputs(3, 5)
+    full = model(z, a, s)
+    cache = model.new_cache()
+    outs = [model(z[:, :2], a[:, :2], s[:, :2], cache=cache)]  # prefill two steps at once
+    for t in range(2, 5):
+        outs.append(model(z[:, t : t + 1], a[:, t : t + 1], s[:, t : t + 1], cache=cache))
+    assert cache.num_steps == 5
+    torch.testing.assert_close(torch.cat(outs, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_cache_expand_over_samples(model):
+    b, samples = 2, 3
+    z, a, s = _inputs(b, 3)
+    cache = model.new_cache()
+    model(z[:, :2], a[:, :2], s[:, :2], cache=cache)  # context once per B
+    big = cache.expand(samples)
+    # Per-sample different last step, computed for B*S rows at once.
+    zs, as_, ss = _inputs(b * samples, 1, seed=1)
+    out = model(zs, as_, ss, cache=big)[:, 0]
+    for i in range(b):
+        for j in range(samples):
+            r = i * samples + j
+            zz = torch.cat([z[i : i + 1, :2], zs[r : r + 1]], dim=1)
+            aa = torch.cat([a[i : i + 1, :2], as_[r : r + 1]], dim=1)
+            st = torch.cat([s[i : i + 1, :2], ss[r : r + 1]], dim=1)
+            ref = model(zz, aa, st)[0, -1]
+            torch.testing.assert_close(out[r], ref, atol=1e-5, rtol=0)
+
+
+def test_truncated_cache_branches_independently(model):
+    z, a, s = _inputs(1, 3)
+    cache = model.new_cache()
+    model(z, a, s, cache=cache)
+    short = cache.truncated(1)
+    out = model(z[:, 1:2], a[:, 1:2], s[:, 1:2], cache=short)
+    torch.testing.assert_close(out, model(z[:, :2], a[:, :2], s[:, :2])[:, 1:], atol=1e-5, rtol=0)
+    assert cache.num_steps == 3 and cache.keys[0].shape[2] == 3 * model.tokens_per_step
+
+
+def test_pool_averages_blocks(model):
+    z = torch.arange(16.0).view(1, 16, 1).expand(1, 16, CFG.encoder_dim)  # 4x4 grid, value=index
+    pooled = model.pool(z)
+    assert pooled.shape == (1, 4, CFG.encoder_dim)
+    # top-left 2x2 block holds indices 0, 1, 4, 5
+    assert pooled[0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
+    assert pooled[0, 3, 0].item() == pytest.approx((10 + 11 + 14 + 15) / 4)
+    with pytest.raises(ValueError, match="tokens"):
+        model.pool(torch.zeros(1, 5, CFG.encoder_dim))
+
+
+def test_rope_tables_layout():
+    head_dim = 64  # published: chunks of 20, 4 leftover dims
+    L = 3
+    t = torch.tensor([0.0, 1.0, 2.0])
+    hw = torch.tensor([0.0, 3.0, 5.0])
+    cos, sin = rope_tables(head_dim, t, hw, hw, torch.tensor([False, True, True]))
+    assert cos.shape == (L, head_dim)
+    omega = 1.0 / 10000 ** (torch.arange(10) / 10)
+    # time chunk of token 2: [f0..f9, f0..f9] * 2
+    torch.testing.assert_close(sin[2, :20], torch.sin(2 * omega).repeat(2))
+    # height chunk of token 1 uses position 3; action-like token 0 is unrotated there
+    torch.testing.assert_close(sin[1, 20:40], torch.sin(3 * omega).repeat(2))
+    assert torch.all(sin[0, 20:] == 0) and torch.all(cos[0, 20:] == 1)
+    assert torch.all(sin[:, 60:] == 0)  # leftover dims
+    # rotation pairs adjacent dims and preserves the norm of each pair at equal angles
+    x = torch.randn(L, head_dim)
+    y = apply_rope(x, torch.ones(L, head_dim) * 0.6, torch.ones(L, head_dim) * 0.8)
+    torch.testing.assert_close(y[:, 0], 0.6 * x[:, 0] - 0.8 * x[:, 1])
+    torch.testing.assert_close(y[:, 1], 0.6 * x[:, 1] + 0.8 * x[:, 0])
+
+
+def test_published_preset_is_exact():
+    cfg = PREDICTOR_PRESETS["vjepa2_ac"]
+    assert (cfg.depth, cfg.width, cfg.num_heads, cfg.mlp_dim, cfg.encoder_dim) == (
+        24,
+        1024,
+        16,
+        4096,
+        1408,
+    )
+    assert cfg.pool_kernel == 1 and cfg.tokens_per_frame == 256
+    with torch.device("meta"):
+        model = ACPredictor(cfg)
+    names = dict(model.named_parameters())
+    shapes = {k: tuple(v.shape) for k, v in names.items()}
+    assert shapes["predictor_embed.weight"] == (1024, 1408)
+    assert shapes["action_encoder.weight"] == (1024, 7)
+    assert shapes["state_encoder.weight"] == (1024, 7)
+    assert shapes["extrinsics_encoder.weight"] == (1024, 6)
+    assert shapes["predictor_blocks.23.attn.qkv.weight"] == (3072, 1024)
+    assert shapes["predictor_blocks.0.mlp.fc1.weight"] == (4096, 1024)
+    assert shapes["predictor_proj.weight"] == (1408, 1024)
+    n = sum(v.numel() for v in names.values())
+    assert 290e6 < n < 320e6
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="num_heads"):
+        PredictorConfig(width=30, num_heads=4)
+    with pytest.raises(ValueError, match="pool_kernel"):
+        PredictorConfig(input_grid=(6, 6), pool_kernel=4)

@@ -1,0 +1,183 @@
+"""wm-train: schedule, data order, learning signal, logs, atomic resumable checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.data.episodes import open_dataset
+from worldmodel.data.synthetic import write_synthetic_dataset
+from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.frozen import FrozenEncoder
+from worldmodel.train import (
+    ClipSampler,
+    EpisodeSource,
+    TrainConfig,
+    clip_losses,
+    lr_factor,
+    train,
+)
+from worldmodel.world_model import WorldModel
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Synthetic episodes + a tiny frozen encoder + its features (in-memory cache stand-in)."""
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset(root / "ds", num_episodes=6, lengths=10, image_size=32, seed=0)
+    torch.manual_seed(0)
+    encoder = FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"]))
+    encoder.save(root / "encoder")
+    dataset = open_dataset(root / "ds")
+    feats = {
+        i: encoder.encode_frames(dataset.read_episode_frames(i)).numpy().astype(np.float16)
+        for i in range(len(dataset))
+    }
+    return root, dataset, encoder, feats
+
+
+def _cfg(out, **kw) -> TrainConfig:
+    base = dict(
+        out_dir=str(out),
+        clip_len=4,
+        rollout_steps=2,
+        batch_size=8,
+        max_steps=40,
+        lr=2e-3,
+        start_lr=2e-4,
+        warmup_steps=5,
+        decay_steps=10,
+        eval_every=20,
+        eval_batches=2,
+        ckpt_every=10,
+        val_fraction=0.34,
+        progress=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _source(data):
+    _, dataset, encoder, feats = data
+    return EpisodeSource(dataset, encoder, features=feats.__getitem__)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="rollout_steps"):
+        TrainConfig(clip_len=3, rollout_steps=3)
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig(mode="stream")
+    with pytest.raises(ValueError, match="predictor"):
+        TrainConfig(predictor="huge")
+
+
+def test_lr_schedule_warmup_hold_decay():
+    cfg = TrainConfig(
+        lr=1.0, start_lr=0.1, final_lr=0.0, max_steps=100, warmup_steps=10, decay_steps=20
+    )
+    lrs = [lr_factor(cfg, s) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[5] == pytest.approx(0.55)
+    assert all(v == 1.0 for v in lrs[10:80])
+    assert lrs[90] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0)
+
+
+def test_sampler_resumes_same_order():
+    refs = np.stack([np.arange(10), np.zeros(10, int)], 1)
+    a = ClipSampler(refs, 4, seed=3)
+    for _ in range(3):
+        a.next_batch()  # crosses an epoch boundary
+    b = ClipSampler(refs, 4, seed=3)
+    b.load_state_dict(a.state_dict())
+    for _ in range(4):
+        np.testing.assert_array_equal(a.next_batch(), b.next_batch())
+    epoch0 = np.concatenate([ClipSampler(refs, 10, 3).next_batch()[:, 0]])
+    assert sorted(epoch0.tolist()) == list(range(10))  # each clip once per epoch
+
+
+def test_rollout_loss_first_step_equals_teacher_forcing(data):
+    from worldmodel.train import build_predictor
+
+    src = _source(data)
+    pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)
+    z, a, s = src.batch(np.array([[0, 0], [1, 2]]), 4, pred, "cpu")
+    assert z.shape == (2, 4, 16, 96)  # 8x8 grid pooled 2x2
+    _tf, roll = clip_losses(pred, z, a, s, rollout_steps=3)
+    assert len(roll) == 3
+    with torch.no_grad():
+        ref = torch.nn.functional.layer_norm(pred(z[:, :1], a[:, :1], s[:, :1]), (96,))
+    expected = float((ref[:, 0] - z[:, 1]).abs().mean())
+    assert float(roll[0].detach()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_train_learns_logs_and_saves(data, tmp_path):
+    root = data[0]
+    cfg = _cfg(tmp_path / "run", encoder_dir=str(root / "encoder"), max_steps=60, eval_every=30)
+    report = train(cfg, source=_source(data))
+    for key in (
+        "val_tf",
+        "copy_tf",
+        "tf_ratio",
+        "val_roll1",
+        "val_roll2",
+        "copy_roll2",
+        "roll2_ratio",
+    ):
+        assert key in report
+    rows = np.genfromtxt(tmp_path / "run" / "train_log.csv", delimiter=",", names=True)
+    assert len(rows) == 60
+    assert rows["loss"][-10:].mean() < 0.7 * rows["loss"][:5].mean()  # it learns
+    evals = np.genfromtxt(tmp_path / "run" / "eval_log.csv", delimiter=",", names=True)
+    assert evals["step"].tolist() == [30, 60]
+    assert (tmp_path / "run" / "loss_curve.png").is_file()
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "run" / "checkpoint.pt.tmp").exists()
+    wm = WorldModel.load(tmp_path / "run" / "world_model")
+    assert wm.rollout(torch.zeros(1, 16, 96), torch.zeros(1, 7), torch.zeros(1, 2, 3, 7)).shape == (
+        1,
+        2,
+        3,
+        16,
+        96,
+    )
+
+
+class _CrashError(RuntimeError):
+    pass
+
+
+class _CrashingSource:
+    """Delegates to a source, raising on the n-th batch (a kill in the middle of training)."""
+
+    def __init__(self, inner, crash_at: int) -> None:
+        self.inner, self.calls, self.crash_at = inner, 0, crash_at
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def batch(self, *args):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise _CrashError("simulated kill")
+        return self.inner.batch(*args)
+
+
+def test_crash_then_rerun_resumes_identically(data, tmp_path):
+    cfg = _cfg(tmp_path / "straight", max_steps=25, eval_every=100)
+    train(cfg, source=_source(data))
+    crashed = dataclasses.replace(cfg, out_dir=str(tmp_path / "crashed"))
+    with pytest.raises(_CrashError):
+        train(crashed, source=_CrashingSource(_source(data), crash_at=14))  # after ckpt at 10
+    state = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 10
+    train(crashed, source=_source(data))
+    a = np.genfromtxt(tmp_path / "straight" / "train_log.csv", delimiter=",", names=True)
+    b = np.genfromtxt(tmp_path / "crashed" / "train_log.csv", delimiter=",", names=True)
+    assert b["step"].tolist() == list(range(1, 26))
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)
+    wa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)

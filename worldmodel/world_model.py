@@ -1,0 +1,180 @@
+"""The world model the planner drives: frozen encoder + AC predictor (planning's LatentDynamics).
+
+``encode`` runs the frozen encoder, pools the grid as the predictor expects and layer-norms.
+``rollout`` predicts H future latents for S sampled action sequences per batch element,
+autoregressively with the predictor's KV cache: each step only processes its own 2 + N tokens.
+Work that does not depend on the samples (states are propagated per sample, but any executed
+``history`` steps and their keys/values) is done once per batch element and broadcast over S.
+Note the first imagined step is inherently per sample: its frame tokens attend to ``action_0``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from worldmodel.checkpoints_predictor import load_state_strict
+from worldmodel.errors import CheckpointError
+from worldmodel.predictor import ACPredictor, PredictorConfig
+from worldmodel.state_ops import propagate_states
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "world_model.json"
+WEIGHTS_FILE = "predictor.safetensors"
+ENCODER_DIR = "encoder"
+
+
+class RolloutHistory(NamedTuple):
+    """Executed steps before the current frame (known actions), shared by all samples.
+
+    z: (B, T0, N, D) layer-normed latents; states: (B, T0, 7); actions: (B, T0, 7).
+    """
+
+    z: Tensor
+    states: Tensor
+    actions: Tensor
+
+
+def layer_norm(z: Tensor, eps: float = 1e-6) -> Tensor:
+    """Parameter-free layer norm over the last dim."""
+    return F.layer_norm(z, z.shape[-1:], eps=eps)
+
+
+class WorldModel:
+    """Frozen encoder + :class:`ACPredictor` implementing ``planning.protocol.LatentDynamics``."""
+
+    def __init__(self, frozen_encoder: Any, predictor: ACPredictor) -> None:
+        cfg = predictor.cfg
+        grid = getattr(frozen_encoder, "grid", None)
+        if grid is not None and tuple(grid) != tuple(cfg.input_grid):
+            raise ValueError(f"encoder grid {tuple(grid)} != predictor input_grid {cfg.input_grid}")
+        dim = getattr(frozen_encoder, "embed_dim", None)
+        if dim is not None and dim != cfg.encoder_dim:
+            raise ValueError(f"encoder embed_dim {dim} != predictor encoder_dim {cfg.encoder_dim}")
+        self.encoder = frozen_encoder
+        self.predictor = predictor.eval()
+
+    @property
+    def action_dim(self) -> int:
+        return self.predictor.cfg.action_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.predictor.parameters()).device
+
+    @torch.no_grad()
+    def encode(self, images: Tensor | np.ndarray, states: Tensor | np.ndarray) -> Tensor:
+        """(B, H_img, W_img, 3) uint8 frames, (B, 7) states -> (B, N, D) pooled, layer-normed."""
+        if images.ndim != 4 or images.shape[-1] != 3 or states.shape[-1] != 7:
+            raise ValueError(
+                f"expected images (B,H,W,3) uint8 and states (B,7), got "
+                f"{tuple(images.shape)} and {tuple(states.shape)}"
+            )
+        feats = torch.as_tensor(self.encoder.encode_frames(images)).float()  # (B, h*w, D)
+        return layer_norm(self.predictor.pool(feats.to(self.device)))
+
+    def _prefill(self, history: RolloutHistory | None):
+        cache = self.predictor.new_cache()
+        if history is not None:
+            self.predictor(history.z, history.actions, history.states, cache=cache)
+        return cache
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        z_context: Tensor,
+        state_context: Tensor,
+        actions: Tensor,
+        history: RolloutHistory | None = None,
+    ) -> Tensor:
+        """Predict latents after each action of each sampled sequence.
+
+        Args:
+            z_context: (B, N, D) layer-normed latent of the current frame.
+            state_context: (B, 7) current state.
+            actions: (B, S, H, A) sampled action sequences.
+            history: optional executed steps before the current frame (encoded once per B).
+
+        Returns:
+            (B, S, H, N, D) layer-normed predictions; entry h follows actions[..., : h + 1, :].
+        """
+        B, S, H, A = actions.shape
+        N, D = z_context.shape[-2:]
+        if z_context.shape[0] != B or state_context.shape != (B, 7) or self.action_dim != A:
+            raise ValueError(
+                f"expected z (B,N,D), state (B,7), actions (B,S,H,{self.action_dim}); got "
+                f"{tuple(z_context.shape)}, {tuple(state_context.shape)}, {tuple(actions.shape)}"
+            )
+        dev = self.device
+        actions = actions.to(dev, torch.float32).reshape(B * S, H, A)  # (B*S, H, A)
+        cache = self._prefill(history).expand(S)  # history once per B, then broadcast
+        state0 = state_context.to(dev, torch.float32).repeat_interleave(S, dim=0)  # (B*S, 7)
+        states = propagate_states(state0, actions)  # (B*S, H, 7)
+        z = z_context.to(dev, torch.float32).repeat_interleave(S, dim=0)[:, None]  # (B*S,1,N,D)
+        preds = []
+        for h in range(H):
+            z = layer_norm(
+                self.predictor(z, actions[:, h : h + 1], states[:, h : h + 1], cache=cache)
+            )  # (B*S, 1, N, D)
+            preds.append(z)
+        return torch.cat(preds, dim=1).view(B, S, H, N, D)
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``encoder/`` (the frozen encoder's own format), predictor safetensors and JSON."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save(folder / ENCODER_DIR)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.predictor.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE))
+        meta = {"format_version": FORMAT_VERSION, "predictor": asdict(self.predictor.cfg)}
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, encoder_loader: Callable[[Path], Any] | None = None
+    ) -> WorldModel:
+        """Load what :meth:`save` wrote. ``encoder_loader`` defaults to ``FrozenEncoder.load``."""
+        folder = Path(folder)
+        predictor = load_predictor_folder(folder)
+        if encoder_loader is None:
+            from worldmodel.frozen import FrozenEncoder
+
+            encoder_loader = FrozenEncoder.load
+        return cls(encoder_loader(folder / ENCODER_DIR), predictor)
+
+
+def predictor_config_from_dict(raw: dict, source: str) -> PredictorConfig:
+    """PredictorConfig from its JSON form (lists -> tuples), naming ``source`` on errors."""
+    try:
+        raw = dict(raw)
+        raw["input_grid"] = tuple(raw["input_grid"])
+        return PredictorConfig(**raw)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: bad predictor config ({err})") from err
+
+
+def load_predictor_folder(folder: Path) -> ACPredictor:
+    """Strictly load the predictor config + safetensors weights of a saved world model."""
+    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise CheckpointError(f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from err
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{cfg_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    predictor = ACPredictor(predictor_config_from_dict(meta.get("predictor", {}), str(cfg_path)))
+    load_state_strict(predictor, load_file(str(w_path)), str(w_path))
+    return predictor.eval()
