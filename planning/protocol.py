@@ -11,6 +11,7 @@ D feature, A action.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -52,7 +53,8 @@ class LatentDynamics(Protocol):
             actions: (B, S, H, A) action sequences.
 
         Returns:
-            z_future: (B, S, H, N, D); entry h is the latent after applying actions[..., : h + 1, :].
+            z_future: (B, S, H, N, D); entry h is the latent after applying
+            actions[..., : h + 1, :].
         """
         ...
 
@@ -87,3 +89,42 @@ def final_step_l1_energy(z_future: Tensor, z_goal: Tensor) -> Tensor:
 def layer_norm_latents(z: Tensor, eps: float = 1e-6) -> Tensor:
     """Parameter-free layer norm over the feature dim, applied before any distance or loss."""
     return torch.nn.functional.layer_norm(z, z.shape[-1:], eps=eps)
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    """Where the parts of an action vector live; defaults to DROID's 7-D layout.
+
+    ``xyz_dims`` and ``rotation_dims`` are half-open ``(start, stop)`` index ranges; either may
+    be ``None`` when an action has no such part, and so may ``gripper_index``.
+    """
+
+    xyz_dims: tuple[int, int] | None = (0, 3)
+    rotation_dims: tuple[int, int] | None = (3, 6)
+    gripper_index: int | None = 6
+
+    def __post_init__(self) -> None:
+        for name in ("xyz_dims", "rotation_dims"):
+            dims = getattr(self, name)
+            if dims is not None and (len(dims) != 2 or not 0 <= dims[0] < dims[1]):
+                raise ValueError(
+                    f"ActionLayout.{name} must be (start, stop) with 0<=start<stop, got {dims}"
+                )
+            if dims is not None:
+                object.__setattr__(self, name, (int(dims[0]), int(dims[1])))
+        if self.gripper_index is not None and self.gripper_index < 0:
+            raise ValueError(f"ActionLayout.gripper_index must be >= 0, got {self.gripper_index}")
+
+    def check(self, action_dim: int) -> None:
+        """Raise ValueError when this layout does not fit actions of size ``action_dim``."""
+        stops = [d[1] for d in (self.xyz_dims, self.rotation_dims) if d is not None]
+        if self.gripper_index is not None:
+            stops.append(self.gripper_index + 1)
+        if stops and max(stops) > action_dim:
+            raise ValueError(f"ActionLayout {self} does not fit action_dim={action_dim}")
+
+    def xyz_slice(self) -> slice | None:
+        return None if self.xyz_dims is None else slice(*self.xyz_dims)
+
+    def rotation_slice(self) -> slice | None:
+        return None if self.rotation_dims is None else slice(*self.rotation_dims)

@@ -1,0 +1,183 @@
+"""Receding-horizon control: encode, plan, execute the first action(s), shift, repeat.
+
+:class:`MPCController` holds one goal or a sub-goal schedule (e.g. grasp, carry, place). Goals
+are encoded once when set (or, when no goal states are given, once at the first control step,
+with that step's state as the proprioception); the current frame is encoded once per control
+step. Between steps the planner is warm-started with the last plan shifted by the number of
+executed actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from planning.cem import make_generator, shift_plan
+from planning.protocol import EnergyFn, LatentDynamics, final_step_l1_energy
+
+
+@dataclass(frozen=True)
+class MPCConfig:
+    """``action_chunk``: actions executed per plan (k); ``subgoal_energy_threshold``: advance to
+    the next sub-goal when the current frame's energy to the active sub-goal falls below it
+    (None = only step budgets switch); ``seed`` seeds the planner's generator at reset."""
+
+    action_chunk: int = 1
+    warm_start: bool = True
+    subgoal_energy_threshold: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.action_chunk < 1:
+            raise ValueError(f"MPCConfig.action_chunk must be >= 1, got {self.action_chunk}")
+        if self.subgoal_energy_threshold is not None and self.subgoal_energy_threshold <= 0:
+            raise ValueError(
+                f"MPCConfig.subgoal_energy_threshold must be > 0, got {self.subgoal_energy_threshold}"
+            )
+
+
+class StepInfo(NamedTuple):
+    """Diagnostics of one control step (``replanned`` False when served from a chunk)."""
+
+    energy: float  # planned energy of the chosen sequence
+    energy_trace: np.ndarray  # (I,) mean elite energy per iteration
+    elite_spread: float
+    seconds: float
+    subgoal_index: int
+    replanned: bool = True
+    current_energy: float = float("nan")  # energy of the current frame to the active goal
+
+
+class MPCController:
+    """Drives any :class:`LatentDynamics` with a CEM-style planner (see module docstring)."""
+
+    def __init__(
+        self,
+        dynamics: LatentDynamics,
+        planner,
+        energy_fn: EnergyFn = final_step_l1_energy,
+        cfg: MPCConfig | None = None,
+    ) -> None:
+        self.dynamics, self.planner, self.energy_fn = dynamics, planner, energy_fn
+        self.cfg = cfg or MPCConfig()
+        horizon = planner.cfg.horizon
+        if self.cfg.action_chunk > horizon:
+            raise ValueError(
+                f"MPCConfig.action_chunk={self.cfg.action_chunk} exceeds planner horizon {horizon}"
+            )
+        self._goal_images: list[np.ndarray] = []
+        self._goal_states: np.ndarray | None = None
+        self._budgets: list[int] | None = None
+        self._z_goals: Tensor | None = None  # (K, N, D)
+        self.reset()
+
+    @property
+    def has_goal(self) -> bool:
+        return bool(self._goal_images)
+
+    @property
+    def subgoal_index(self) -> int:
+        return self._subgoal
+
+    def reset(self) -> None:
+        """Forget the warm start, pending chunk and sub-goal progress (the goal is kept)."""
+        self._mean: Tensor | None = None
+        self._queue: list[np.ndarray] = []
+        self._subgoal = 0
+        self._steps_on_subgoal = 0
+        self._generator = make_generator(self.cfg.seed, self.cfg.device)
+
+    def set_goal(
+        self,
+        goal_images: np.ndarray | Sequence[np.ndarray],
+        goal_states: np.ndarray | None = None,
+        budgets: Sequence[int] | None = None,
+    ) -> None:
+        """Set one goal (H,W,3) or a schedule: a sequence / (K,H,W,3) array of sub-goal images.
+
+        Args:
+            goal_images: uint8 goal image(s).
+            goal_states: optional (7,) or (K, 7) proprioception of the goals.
+            budgets: optional control steps per sub-goal (length K); the last sub-goal never
+                ends. Without budgets, sub-goals switch on ``cfg.subgoal_energy_threshold``.
+        """
+        images = [np.asarray(goal_images)] if np.ndim(goal_images) == 3 else list(goal_images)
+        if not images or any(im.ndim != 3 or im.shape[-1] != 3 for im in images):
+            raise ValueError("set_goal: goal_images must be (H,W,3) or a sequence of (H,W,3)")
+        if budgets is not None and (len(budgets) != len(images) or min(budgets) < 1):
+            raise ValueError(f"set_goal: need {len(images)} budgets >= 1, got {budgets}")
+        if goal_states is not None:
+            goal_states = np.asarray(goal_states, dtype=np.float32).reshape(len(images), -1)
+        self._goal_images, self._goal_states = images, goal_states
+        self._budgets = None if budgets is None else [int(b) for b in budgets]
+        self._z_goals = None
+        if goal_states is not None:
+            self._z_goals = self._encode(np.stack(images), goal_states)
+        self.reset()
+
+    def _encode(self, images: np.ndarray, states: np.ndarray) -> Tensor:
+        dev = self.cfg.device
+        with torch.no_grad():
+            return self.dynamics.encode(
+                torch.as_tensor(np.ascontiguousarray(images), device=dev),
+                torch.as_tensor(states, dtype=torch.float32, device=dev),
+            )
+
+    def _advance_subgoal(self, z: Tensor) -> float:
+        """Switch sub-goal on budget or threshold; returns the current frame's energy."""
+        assert self._z_goals is not None
+        last = len(self._goal_images) - 1
+        current = float(self.energy_fn(z[:, None, None], self._z_goals[self._subgoal][None])[0, 0])
+        thr = self.cfg.subgoal_energy_threshold
+        budget_done = (
+            self._budgets is not None and self._steps_on_subgoal >= self._budgets[self._subgoal]
+        )
+        if self._subgoal < last and (budget_done or (thr is not None and current < thr)):
+            self._subgoal += 1
+            self._steps_on_subgoal = 0
+            self._mean = None  # a new target: the old plan is no warm start
+            current = float(
+                self.energy_fn(z[:, None, None], self._z_goals[self._subgoal][None])[0, 0]
+            )
+        return current
+
+    def plan_chunk(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
+        """Replan now and return the (k, A) chunk to execute plus diagnostics."""
+        if not self.has_goal:
+            raise ValueError("MPCController: no goal set; call set_goal first")
+        state = np.asarray(state, dtype=np.float32).reshape(1, -1)
+        z = self._encode(np.asarray(rgb)[None], state)  # (1, N, D), once per control step
+        if self._z_goals is None:
+            states = np.repeat(state, len(self._goal_images), axis=0)
+            self._z_goals = self._encode(np.stack(self._goal_images), states)
+        current = self._advance_subgoal(z)
+        z_goal = self._z_goals[self._subgoal][None]  # (1, N, D)
+        state_t = torch.as_tensor(state, device=self.cfg.device)
+        res = self.planner.plan(
+            self.dynamics, z, state_t, z_goal, self.energy_fn,
+            init_mean=self._mean if self.cfg.warm_start else None, generator=self._generator,
+        )  # fmt: skip
+        k = self.cfg.action_chunk
+        self._mean = shift_plan(res.mean, k)
+        self._steps_on_subgoal += k
+        info = StepInfo(
+            float(res.energy[0]), res.energy_trace[:, 0].cpu().numpy(),
+            float(res.elite_spread[0]), float(res.seconds), self._subgoal, True, current,
+        )  # fmt: skip
+        return res.actions[0, :k].cpu().numpy().astype(np.float32), info
+
+    def act(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
+        """One control step: the next (A,) action (replanning when the chunk is used up)."""
+        if not self._queue:
+            chunk, info = self.plan_chunk(rgb, state)
+            self._queue = list(chunk)
+            self._last_info = info
+        else:
+            self._last_info = self._last_info._replace(replanned=False, seconds=0.0)
+        return self._queue.pop(0), self._last_info

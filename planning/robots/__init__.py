@@ -1,0 +1,1 @@
+"""Robot adapters behind :mod:`planning.robot`'s ``Robot`` protocol."""

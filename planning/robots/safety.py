@@ -1,0 +1,122 @@
+"""Safety limits enforced inside every adapter; each clamp is returned and logged.
+
+Order: reject malformed actions (shape, NaN/inf: ValueError), keep the xyz target in the
+workspace box, cap the xyz step norm, cap the rotation step norm, keep the gripper target in
+range. The state layout is assumed to match the action layout for xyz and gripper (DROID).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from planning.protocol import ActionLayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """Per-step limits in the robot base frame.
+
+    ``max_translation_m``: L2 norm of the xyz delta; ``max_rotation_rad``: L2 norm of the rotation
+    delta; ``workspace_low/high_m``: box the end effector must stay in; ``gripper_low/high``:
+    allowed gripper targets; ``rate_limit_hz``: max commands per second (0 = unlimited).
+    """
+
+    max_translation_m: float = 0.05
+    max_rotation_rad: float = 0.25
+    workspace_low_m: tuple[float, float, float] = (0.2, -0.4, 0.02)
+    workspace_high_m: tuple[float, float, float] = (0.8, 0.4, 0.6)
+    gripper_low: float = 0.0
+    gripper_high: float = 1.0
+    rate_limit_hz: float = 4.0
+    layout: ActionLayout = field(default_factory=ActionLayout)
+
+    def __post_init__(self) -> None:
+        for name in ("max_translation_m", "max_rotation_rad"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SafetyLimits.{name} must be > 0, got {getattr(self, name)}")
+        low, high = self.workspace_low_m, self.workspace_high_m
+        if len(low) != 3 or len(high) != 3 or any(a >= b for a, b in zip(low, high, strict=True)):
+            raise ValueError(f"SafetyLimits workspace must be 3 lows < 3 highs, got {low} {high}")
+        if not self.gripper_low < self.gripper_high:
+            raise ValueError(f"SafetyLimits gripper range empty: {self.gripper_low}")
+        if self.rate_limit_hz < 0:
+            raise ValueError(f"SafetyLimits.rate_limit_hz must be >= 0, got {self.rate_limit_hz}")
+
+
+class ClampReport(NamedTuple):
+    """What the filter changed: requested vs sent action and the limits that fired."""
+
+    requested: np.ndarray
+    sent: np.ndarray
+    reasons: tuple[str, ...]  # subset of translation, rotation, workspace, gripper, rate
+
+    @property
+    def clamped(self) -> bool:
+        return bool(self.reasons)
+
+
+class SafetyFilter:
+    """Clamps actions to :class:`SafetyLimits` given the current state and time."""
+
+    def __init__(self, limits: SafetyLimits | None = None, action_dim: int = 7) -> None:
+        self.limits = limits or SafetyLimits()
+        self.limits.layout.check(action_dim)
+        self.action_dim = action_dim
+        self._last_sent_s: float | None = None
+
+    def wait_s(self, now_s: float) -> float:
+        """Seconds to wait before the next command respects the rate limit."""
+        hz = self.limits.rate_limit_hz
+        if hz == 0 or self._last_sent_s is None:
+            return 0.0
+        return max(0.0, self._last_sent_s + 1.0 / hz - now_s)
+
+    def mark_sent(self, now_s: float) -> None:
+        self._last_sent_s = now_s
+
+    def check_action(self, action: np.ndarray) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (self.action_dim,):
+            raise ValueError(f"action must have shape ({self.action_dim},), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or inf: {a}")
+        return a
+
+    def filter(self, action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ClampReport]:
+        """Return the (A,) action to send given the (7,) state; log a warning on any clamp."""
+        lim, lay = self.limits, self.limits.layout
+        requested = self.check_action(action)
+        out, reasons = requested.copy(), []
+        xyz, rot, g = lay.xyz_slice(), lay.rotation_slice(), lay.gripper_index
+        if xyz is not None:
+            pos = np.asarray(state[xyz], dtype=np.float64)
+            target = np.clip(pos + out[xyz], lim.workspace_low_m, lim.workspace_high_m)
+            if not np.allclose(target, pos + out[xyz]):
+                out[xyz] = target - pos
+                reasons.append("workspace")
+            norm = np.linalg.norm(out[xyz])  # scaling towards pos keeps a box target inside
+            if norm > lim.max_translation_m:
+                out[xyz] *= lim.max_translation_m / norm
+                reasons.append("translation")
+        if rot is not None:
+            norm = np.linalg.norm(out[rot])
+            if norm > lim.max_rotation_rad:
+                out[rot] *= lim.max_rotation_rad / norm
+                reasons.append("rotation")
+        if g is not None:
+            grip = float(state[g])
+            target = float(np.clip(grip + out[g], lim.gripper_low, lim.gripper_high))
+            if not np.isclose(target, grip + out[g]):
+                out[g] = target - grip
+                reasons.append("gripper")
+        report = ClampReport(requested.astype(np.float32), out.astype(np.float32), tuple(reasons))
+        if report.clamped:
+            log.warning("safety clamp (%s): requested %s sent %s", ",".join(reasons),
+                        np.round(requested, 4), np.round(out, 4))  # fmt: skip
+        return report.sent, report

@@ -1,0 +1,177 @@
+"""wm-serve: openpi client drives the toy to a goal; bad inputs get error frames; API key."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from planning.cem import CEMConfig
+from planning.server import PolicyServer, ServeConfig, ServerThread, config_from_dict
+from planning.wire import packb, unpackb
+
+START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], np.float32)
+IMG = np.zeros((16, 16, 3), np.uint8)
+GOAL = START + np.array([0.08, -0.06, 0.05, 0, 0, 0, 0], np.float32)
+CFG = ServeConfig(port=0, planner="cem", cem=CEMConfig(samples=128, iterations=5, top_k=12),
+                  max_message_bytes=64 * 1024)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerThread(CFG) as srv:
+        yield srv
+
+
+@contextlib.contextmanager
+def raw_client(port, headers=None):
+    """A plain websockets client speaking the same msgpack; yields (ws, server metadata)."""
+    with connect(
+        f"ws://127.0.0.1:{port}", open_timeout=10, additional_headers=headers, max_size=None,
+        compression=None,
+    ) as ws:  # fmt: skip
+        yield ws, unpackb(ws.recv(timeout=10))
+
+
+def ask(ws, payload):
+    ws.send(payload if isinstance(payload, bytes | str) else packb(payload))
+    reply = ws.recv(timeout=30)
+    return reply if isinstance(reply, str) else unpackb(reply)
+
+
+def obs(state=START, image=IMG):
+    return {"observation/image": image, "observation/state": state}
+
+
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+def test_openpi_client_drives_toy_to_goal(server):
+    policy_mod = pytest.importorskip("openpi_client.websocket_client_policy")
+    client = policy_mod.WebsocketClientPolicy("127.0.0.1", server.port)
+    assert client.get_server_metadata()["action_dim"] == 7
+    assert client.infer({"goal_image": IMG, "goal_state": GOAL, "reset": True})["ok"]
+    state = START.copy()
+    for _ in range(6):
+        reply = client.infer({**obs(state), "prompt": "reach"})
+        assert reply["actions"].shape == (1, 7) and reply["actions"].dtype == np.float32
+        state = state + reply["actions"][0]
+    client._ws.close()
+    assert np.abs(state[:3] - GOAL[:3]).max() < 0.006
+
+
+def _huge():
+    return packb({**obs(), "observation/image": np.zeros((160, 160, 3), np.uint8)})
+
+
+# fmt: off
+BAD = [
+    ("text frame", "hello", "text frame"),
+    ("not msgpack", b"\xc1\xc1\xc1", "not valid msgpack"),
+    ("not a map", packb([1, 2, 3]), "must be a msgpack map"),
+    ("unknown key", {"observation/imag": IMG}, "unknown keys"),
+    ("image without state", {"observation/image": IMG}, "sent together"),
+    ("image float", obs(image=IMG.astype(np.float32)), "uint8"),
+    ("image shape", obs(image=np.zeros((16, 16), np.uint8)), "shape"),
+    ("image as list", obs(image=[[1, 2, 3]]), "uint8 ndarray"),
+    ("state shape", obs(state=np.zeros(6, np.float32)), "shape"),
+    ("state NaN", obs(state=np.full(7, np.nan, np.float32)), "NaN or inf"),
+    ("state inf", obs(state=np.array([np.inf] + [0] * 6, np.float32)), "NaN or inf"),
+    ("state text", obs(state="up"), "numeric"),
+    ("oversized", _huge(), "exceeds max_message_bytes"),
+    (
+        "corrupt ndarray",
+        msgpack.packb(
+            {
+                "observation/image": {
+                    b"__ndarray__": True,
+                    b"data": b"12",
+                    b"dtype": "|u1",
+                    b"shape": [16, 16, 3],
+                },
+                "observation/state": START.tolist(),
+            }
+        ),
+        "does not match",
+    ),
+    ("reset not bool", {"reset": "yes"}, "bool"),
+    ("unknown goal id", {"goal_id": "nope"}, "unknown goal_id"),
+    ("budgets mismatch", {"goal_image": IMG, "goal_budgets": np.array([1, 2])}, "goal_budgets"),
+    (
+        "goal states mismatch",
+        {"goal_image": IMG, "goal_state": np.zeros((2, 7), np.float32)},
+        "goal states",
+    ),
+    ("goal state alone", {"goal_state": GOAL}, "need a 'goal_image'"),
+]
+# fmt: on
+
+
+def test_bad_inputs_get_specific_errors_and_server_keeps_serving(server):
+    with raw_client(server.port) as (ws, _):
+        assert "goal missing" in ask(ws, obs())  # no goal yet
+        assert ask(ws, {"goal_image": IMG, "goal_state": GOAL})["ok"]
+        for name, payload, match in BAD:
+            reply = ask(ws, payload)
+            assert isinstance(reply, str) and match in reply, (name, reply)
+            good = ask(ws, obs())  # the next good request still succeeds
+            assert isinstance(good, dict) and good["actions"].shape == (1, 7), (name, good)
+
+
+def test_two_connections_do_not_share_state(server):
+    with raw_client(server.port) as (a, _), raw_client(server.port) as (b, _):
+        far = START + np.array([-0.05, 0.05, -0.05, 0, 0, 0, 0], np.float32)
+        ask(a, {"goal_image": IMG, "goal_state": GOAL, "goal_id": "g"})
+        ask(b, {"goal_image": IMG, "goal_state": far})
+        ra, rb = ask(a, obs()), ask(b, obs())
+        assert np.sign(ra["actions"][0, 0]) == 1 and np.sign(rb["actions"][0, 0]) == -1
+        assert "unknown goal_id" in ask(b, {"goal_id": "g"})  # goals are per connection
+        assert ask(a, {"goal_id": "g", "reset": True})["ok"]
+
+
+def test_subgoal_schedule_over_the_wire(server):
+    mid = START + np.array([0.03, 0, 0, 0, 0, 0, 0], np.float32)
+    with raw_client(server.port) as (ws, _):
+        ask(ws, {"goal_image": np.stack([IMG, IMG]), "goal_state": np.stack([mid, GOAL]),
+                 "goal_budgets": np.array([1, 1])})  # fmt: skip
+        assert [ask(ws, obs())["subgoal_index"] for _ in range(3)] == [0, 1, 1]
+
+
+def test_api_key_required_and_checked():
+    cfg = ServeConfig(port=0, api_key="s3cret", cem=CEMConfig(samples=32, top_k=4, iterations=2))
+    with ServerThread(cfg) as srv:
+        for headers in (None, {"Authorization": "Api-Key wrong"}, {"Authorization": "s3cret"}):
+            with pytest.raises(InvalidStatus, match="401"), raw_client(srv.port, headers):
+                pass
+        with raw_client(srv.port, {"Authorization": "Api-Key s3cret"}) as (ws, meta):
+            assert meta["server"] == "wm-serve"
+            assert "goal missing" in ask(ws, obs())
+
+
+def test_non_loopback_bind_needs_api_key(monkeypatch):
+    monkeypatch.delenv("WM_SERVE_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="not loopback"):
+        PolicyServer(ServeConfig(host="0.0.0.0", port=0))
+
+
+def test_config_from_dict_and_validation():
+    cfg = config_from_dict({"planner": "cem", "cem": {"samples": 64, "action_low": [-0.1] * 7,
+                            "action_high": [0.1] * 7}, "mpc": {"action_chunk": 1}})  # fmt: skip
+    assert cfg.cem.samples == 64 and cfg.cem.action_low == (-0.1,) * 7
+    with pytest.raises(ValueError, match="planner"):
+        ServeConfig(planner="mppi")
+
+
+@pytest.mark.parametrize("planner", ["cem", "icem", "reference"])
+def test_hydra_configs_compose_into_serve_config(planner):
+    hydra = pytest.importorskip("hydra")
+    from omegaconf import OmegaConf
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    with hydra.initialize_config_dir(config_dir=str(root), version_base="1.3"):
+        raw = hydra.compose(config_name="serve", overrides=[f"planner={planner}"])
+    cfg = config_from_dict(OmegaConf.to_container(raw, resolve=True))
+    assert cfg.planner == planner and cfg.host == "127.0.0.1"
