@@ -1,0 +1,104 @@
+"""Feature cache: contents match the encoder, stale/partial caches are refused, resumable."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodel.cache import cache_dataset
+from worldmodel.encoder import EncoderConfig, VisionTransformer
+from worldmodel.errors import StaleCacheError
+from worldmodel.feature_cache import FeatureCache, episode_file
+from worldmodel.frozen import FrozenEncoder
+from worldmodel.preprocess import PreprocessConfig
+
+MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
+
+
+class FakeEpisodes:
+    """The part of the episode-dataset contract the cache uses."""
+
+    def __init__(self, lengths, seed=0):
+        rng = np.random.default_rng(seed)
+        self.frames = [rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in lengths]
+        self.reads = 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def read_episode_frames(self, i):
+        self.reads += 1
+        return self.frames[i]
+
+
+def make_encoder(seed=0, batch_size=4):
+    torch.manual_seed(seed)
+    return FrozenEncoder(VisionTransformer(MICRO), PreprocessConfig(32), batch_size=batch_size)
+
+
+def test_cache_matches_encoder_and_is_memmapped(tmp_path):
+    data, enc = FakeEpisodes([5, 9]), make_encoder()
+    cache_dataset(data, enc, tmp_path / "c", {"name": "fake"}, progress=False)
+    cache = FeatureCache(tmp_path / "c", enc.identity())
+    assert len(cache) == 2 and cache.episode_length(1) == 9
+    feats = cache.features(1)
+    assert isinstance(feats, np.memmap) and feats.dtype == np.float16
+    assert feats.shape == (9, 16, 48)
+    expected = enc.encode_frames(data.frames[1]).numpy()
+    np.testing.assert_allclose(feats.astype(np.float32), expected, atol=2e-2, rtol=1e-2)
+
+
+def test_other_encoder_is_refused(tmp_path):
+    data, enc = FakeEpisodes([4]), make_encoder()
+    cache_dataset(data, enc, tmp_path / "c", {}, progress=False)
+    other = make_encoder(seed=1)
+    with pytest.raises(StaleCacheError, match="rerun wm-cache"):
+        FeatureCache(tmp_path / "c", other.identity())
+    with pytest.raises(StaleCacheError, match="not"):
+        cache_dataset(data, other, tmp_path / "c", {}, progress=False)
+
+
+def test_partial_and_missing_files_are_detected(tmp_path):
+    data, enc = FakeEpisodes([6, 6]), make_encoder()
+    root = cache_dataset(data, enc, tmp_path / "c", {}, progress=False)
+    path = episode_file(root, 1)
+    path.write_bytes(path.read_bytes()[:-100])  # truncated write
+    cache = FeatureCache(root, enc.identity())
+    cache.features(0)
+    with pytest.raises(StaleCacheError, match="partial"):
+        cache.features(1)
+    episode_file(root, 0).unlink()
+    with pytest.raises(StaleCacheError, match="missing"):
+        cache.features(0)
+
+
+def test_incomplete_cache_refused_and_rerun_resumes(tmp_path):
+    data, enc = FakeEpisodes([3, 4, 5]), make_encoder()
+    root = cache_dataset(data, enc, tmp_path / "c", {}, progress=False)
+    meta = json.loads((root / "meta.json").read_text())
+    meta["complete"] = False  # as if killed before the end
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(StaleCacheError, match="incomplete"):
+        FeatureCache(root, enc.identity())
+    episode_file(root, 2).unlink()
+    data.reads = 0
+    cache_dataset(data, enc, root, {}, progress=False)
+    assert data.reads == 1  # only the missing episode was re-encoded
+    assert FeatureCache(root, enc.identity()).features(2).shape == (5, 16, 48)
+
+
+def test_wm_cache_entry_point_on_episode_dataset(tmp_path):
+    synthetic = pytest.importorskip("worldmodel.data.synthetic")
+    synthetic.write_synthetic_dataset(tmp_path / "data", num_episodes=2, lengths=[5, 7])
+    enc = make_encoder()
+    enc.save(tmp_path / "enc")
+    cmd = [sys.executable, "-m", "worldmodel.cache", f"data_root={tmp_path / 'data'}",
+           f"encoder_path={tmp_path / 'enc'}", f"cache_dir={tmp_path / 'feats'}"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cache = FeatureCache(tmp_path / "feats", FrozenEncoder.load(tmp_path / "enc").identity())
+    assert [cache.episode_length(i) for i in range(2)] == [5, 7]
+    assert cache.features(1).shape == (7, 16, 48)
