@@ -34,7 +34,9 @@ task_id         int64      ()        evaluation instance passed to reset, -1 for
 
 Optional fields written by ``wm-collect``: ``seed`` int64 () reset seed, ``expert_mode`` str ()
 one of expert/noisy/explore, ``episode_index`` int64 (), ``task_distance`` float32 (T,)
-privileged distance to the goal. Readers keep unknown fields in ``StepTable.extra``.
+privileged distance to the goal, ``object_pos`` float32 (T, 3) privileged position of the
+task object (NaN when the task has none; for probes and oracles, never a model input). Readers
+keep unknown fields in ``StepTable.extra``.
 
 Conventions (also spelled out as text in meta.json): state is the end-effector pose in the robot
 base frame, orientation as extrinsic xyz Euler angles (R = Rz(yaw) Ry(pitch) Rx(roll)), gripper

@@ -84,6 +84,8 @@ def record_episode(
     states, actions = [obs["state"]], []
     success, distance = [bool(info.get("is_success", False))], [info.get("task_distance", np.nan)]
     task_id = info.get("task_id")
+    # Privileged object position (expert/oracle/probe use only): NaN where the task has none.
+    object_pos = [_object_pos(info)]
     while max_steps <= 0 or len(actions) < max_steps:
         action = expert.act(obs, info)
         obs, _, terminated, truncated, info = env.step(action)
@@ -93,6 +95,7 @@ def record_episode(
             frames[cam].append(obs[CAMERA_OBS_KEYS[cam]])
         success.append(bool(info.get("is_success", False)))
         distance.append(info.get("task_distance", np.nan))
+        object_pos.append(_object_pos(info))
         if terminated or truncated:
             break
     table = make_step_table(
@@ -103,5 +106,12 @@ def record_episode(
         task_id=-1 if task_id is None else int(task_id),
         seed=np.int64(seed),
         task_distance=np.asarray(distance, dtype=np.float32),
+        object_pos=np.stack(object_pos).astype(np.float32),
     )
     return {cam: np.stack(f).astype(np.uint8) for cam, f in frames.items()}, table
+
+
+def _object_pos(info: dict[str, Any]) -> np.ndarray:
+    """(3,) privileged position of the task's object, NaN when the task has no object."""
+    pos = info.get("object_pos")
+    return np.full(3, np.nan) if pos is None else np.asarray(pos, dtype=np.float64).reshape(3)
