@@ -229,6 +229,17 @@ class ArmEnv(gym.Env):
         return self._observation(), self._info(np.zeros(7))
 
     def step(self, action):
+        applied = self.simulate(action)
+        obs = self._observation()
+        info = self._info(applied)
+        return obs, -float(info["task_distance"]), False, False, info
+
+    def simulate(self, action) -> np.ndarray:
+        """Apply one action and run the physics of one control step; no rendering, no info.
+
+        The control part of :meth:`step`, for planners that use the simulator as dynamics
+        (the oracle). Returns the (7,) action really commanded after clipping.
+        """
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be a finite (7,) array, got {action!r}")
@@ -244,9 +255,7 @@ class ArmEnv(gym.Env):
         self._target = target
         f0 = self.data.ctrl[self._finger_act[0]]
         self._track(q0, q1, f0, FINGER_MAX_OPENING_M * (1.0 - target[6]))
-        obs = self._observation()
-        info = self._info(applied)
-        return obs, -float(info["task_distance"]), False, False, info
+        return applied
 
     def _anchor(self, cur: np.ndarray) -> np.ndarray:
         """Pose the action is applied to: the last target while the arm tracks it (within
