@@ -102,7 +102,11 @@ def main() -> None:
 
     ConfigStore.instance().store(name="cache_defaults", node=plain_defaults(CacheConfig))
 
-    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "configs"), config_name="cache")
+    @hydra.main(
+        version_base="1.3",
+        config_path=str(Path(__file__).resolve().parents[1] / "configs"),
+        config_name="cache",
+    )
     def _run(dcfg: DictConfig) -> None:
         raw = OmegaConf.to_container(dcfg, resolve=True)
         raw.pop("hydra", None)

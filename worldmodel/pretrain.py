@@ -287,7 +287,11 @@ def main() -> None:
     schema["predictor"].pop("embed_dim")  # always the encoder's width
     ConfigStore.instance().store(name="pretrain_defaults", node=schema)
 
-    @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parents[1] / "configs"), config_name="pretrain")
+    @hydra.main(
+        version_base="1.3",
+        config_path=str(Path(__file__).resolve().parents[1] / "configs"),
+        config_name="pretrain",
+    )
     def _run(dcfg: DictConfig) -> None:
         raw = OmegaConf.to_container(dcfg, resolve=True)
         raw.pop("hydra", None)
