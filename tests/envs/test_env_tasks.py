@@ -146,7 +146,7 @@ def test_env_yaml_configs_build_envs():
 
     import yaml
 
-    folder = pathlib.Path(__file__).resolve().parents[2] / "configs" / "env"
+    folder = pathlib.Path(__file__).resolve().parents[2] / "configs" / "envs"
     for name, env_id in envs.TASKS.items():
         cfg = yaml.safe_load((folder / f"{name}.yaml").read_text())
         assert cfg["env_id"] == env_id and cfg["max_episode_steps"] == envs.MAX_EPISODE_STEPS[name]

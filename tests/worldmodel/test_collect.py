@@ -161,7 +161,9 @@ def test_real_env_end_to_end(tmp_path):
     assert sorted(result.written) == [0, 1] and result.frames == 10
     ds = open_dataset(tmp_path, verify_videos=True)
     assert ds.meta.env_id == "wm/Reach-v0" and ds.meta.fps == 4.0
-    assert ds.meta.camera("exterior").fovy_deg == 45.0
+    from envs import EnvConfig
+
+    assert ds.meta.camera("exterior").fovy_deg == EnvConfig().camera_fovy_deg
     clip = ds.read_clip(1, 0, 5)
     assert clip.frames.shape == (5, 32, 32, 3) and clip.frames.std() > 5
     assert np.all(np.abs(clip.actions[:4, :3]) <= 0.05 + 1e-6) and not clip.actions[4].any()
