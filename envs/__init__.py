@@ -7,6 +7,13 @@ Importing this package registers ``wm/Reach-v0``, ``wm/ReachWithObject-v0``, ``w
 
 from __future__ import annotations
 
+import os
+
+# Headless machines: render offscreen with EGL unless the user chose a backend or has a display.
+# (Takes effect only if mujoco has not been imported yet.)
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
 import gymnasium as gym
 
 from envs.env_config import EnvConfig, GoalConfig
