@@ -85,7 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
     # Saturating gripper requests at the range limit are clamped every step; keep the log readable.
-    logging.getLogger("planning.robots").setLevel(logging.ERROR)
+    robots_log = logging.getLogger("planning.robots")
+    old_level = robots_log.level
+    robots_log.setLevel(logging.ERROR)
+    try:
+        _run(args)
+    finally:
+        robots_log.setLevel(old_level)
+
+
+def _run(args: argparse.Namespace) -> None:
     dynamics, use_states = load_dynamics(args.model)
     cem = CEMConfig(samples=args.samples, iterations=args.iterations, top_k=16, horizon=1)
     for task in args.tasks:
