@@ -1,0 +1,111 @@
+"""Success vs seconds per action: reference CEM vs our CEM vs iCEM, same dynamics, same run.
+
+Default: the toy state dynamics (no model needed) on one-step-action reach problems whose true
+dynamics is the toy's own state integration; success = end effector within 3 cm of the goal.
+With ``--model <folder>`` the world model plans goal-image reach episodes in simulation
+(``envs`` reach, fixed task ids) through the evaluation harness' agents.
+
+    python demos/bench_planning.py --problems 10
+    python demos/bench_planning.py --model models/shipped --problems 5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from planning.cem import CEMPlanner, reference_cem, reference_cem_config, shift_plan
+from planning.icem import ICEMPlanner
+from planning.toy import ToyDynamics, blank_images
+
+SUCCESS_M = 0.03
+
+
+def toy_problems(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(start (7,), goal (7,)) pairs, goals 8-20 cm away in xyz, gripper open."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        start = np.r_[rng.uniform([0.38, -0.15, 0.2], [0.58, 0.15, 0.32]), np.zeros(4)]
+        d = rng.normal(size=3)
+        goal = start.copy()
+        goal[:3] += d / np.linalg.norm(d) * rng.uniform(0.08, 0.2)
+        out.append((start.astype(np.float32), goal.astype(np.float32)))
+    return out
+
+
+def toy_episode(method: str, toy: ToyDynamics, start, goal, max_steps: int):
+    """MPC on the toy; returns (success, seconds per action)."""
+    state = torch.as_tensor(start)[None]
+    goal_t = torch.as_tensor(goal)[None]
+    z_goal = toy.encode(blank_images(1), goal_t)
+    gen = torch.Generator().manual_seed(0)
+    planner = {"cem": CEMPlanner(), "icem": ICEMPlanner()}.get(method)
+    mean, times = None, []
+    for _ in range(max_steps):
+        if float((state[0, :3] - goal_t[0, :3]).norm()) < SUCCESS_M:
+            return True, times
+        if planner is None:  # the literal published loop: re-encodes every iteration
+            res = reference_cem(
+                toy, blank_images(1), state, blank_images(1), goal_t, reference_cem_config(),
+                generator=gen,
+            )  # fmt: skip
+        else:
+            z = toy.encode(blank_images(1), state)
+            res = planner.plan(toy, z, state, z_goal, init_mean=mean, generator=gen)
+            mean = shift_plan(res.mean, 1)
+        times.append(res.seconds)
+        state = toy.propagate(state, res.actions[:, None, :1])[:, 0, 0]  # the "true" step
+    return float((state[0, :3] - goal_t[0, :3]).norm()) < SUCCESS_M, times
+
+
+def model_episodes(method: str, model_dir: Path, n: int, max_steps: int):
+    """Goal-image reach episodes with the world model; returns [(success, times)]."""
+    import gymnasium as gym
+
+    import envs
+    from planning.harness.agents import PlannerAgent, ReferenceCEMAgent, run_episode
+    from worldmodel.world_model import WorldModel
+
+    wm = WorldModel.load(model_dir)
+    if method == "reference":
+        agent = ReferenceCEMAgent(wm)
+    else:
+        agent = PlannerAgent(wm, CEMPlanner() if method == "cem" else ICEMPlanner())
+    env = gym.make(envs.TASKS["reach"], image_size=64)
+    runs = [run_episode(env, agent, method, k, k, max_steps) for k in range(n)]
+    return [(r.success, r.seconds_per_action) for r in runs]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--problems", type=int, default=8)
+    p.add_argument("--max-steps", type=int, default=12)
+    p.add_argument("--methods", nargs="+", default=["reference", "cem", "icem"])
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    toy = ToyDynamics()
+    stats = {}
+    for method in args.methods:
+        if args.model is not None:
+            runs = model_episodes(method, args.model, args.problems, args.max_steps)
+        else:
+            probs = toy_problems(args.problems, seed=0)
+            runs = [toy_episode(method, toy, s, g, args.max_steps) for s, g in probs]
+        times = [t for _, ts in runs for t in ts]
+        stats[method] = (sum(ok for ok, _ in runs), float(np.median(times)) if times else np.nan)
+    base = stats.get("reference", (0, np.nan))[1]
+    dyn = f"world model {args.model}" if args.model else "toy dynamics"
+    print(f"\n{dyn}, {args.problems} problems, <= {args.max_steps} actions each\n")
+    print("| planner | success | s/action (median) | time vs reference |")
+    print("|---|---|---|---|")
+    for method, (wins, sec) in stats.items():
+        print(f"| {method} | {wins}/{args.problems} | {sec:.4f} | {sec / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Agents the evaluation harness and the demo drive: random, world-model planners, the oracle.
+
+Every agent follows :class:`Agent`: ``reset(env, obs, info)`` at the start of an episode, then
+``act(obs, info) -> (action (7,), seconds, energy)`` once per control step, where ``seconds`` is
+the wall-clock planning time of that action and ``energy`` the agent's current cost (energy of
+the frame to the active goal, or the oracle's privileged distance; NaN when it has none).
+``goal_rgb`` is the goal image in force (for videos). :func:`run_episode` drives one agent
+through one episode and returns its :class:`EpisodeResult`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from planning.cem import reference_cem, reference_cem_config, shift_plan
+from planning.harness.oracle import SimOracleDynamics, oracle_energy
+from planning.harness.results import EpisodeResult
+from planning.harness.video import write_episode_video
+from planning.mpc import MPCConfig, MPCController
+from planning.protocol import LatentDynamics
+
+ROTATION_DIMS = slice(3, 6)
+
+
+class Agent(Protocol):
+    """What :func:`planning.harness.evaluate.run_episode` drives."""
+
+    goal_rgb: np.ndarray | None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None: ...
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]: ...
+
+
+def goal_schedule(
+    info: dict, budgets: Sequence[int] | None
+) -> tuple[list[np.ndarray], list | None]:
+    """Goal images and step budgets of an episode: the sub-goals when there are several and
+    ``budgets`` fits them (or is None: threshold switching), else the final goal alone."""
+    subgoals = list(info.get("subgoal_rgbs") or [info["goal_rgb"]])
+    if len(subgoals) > 1 and (budgets is None or len(budgets) == len(subgoals)):
+        return subgoals, None if budgets is None else list(budgets)
+    return [info["goal_rgb"]], None
+
+
+class RandomAgent:
+    """Uniform actions in the env's action box, rotation dims held at 0 (like the planners)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.goal_rgb: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        self._low, self._high = env.action_space.low, env.action_space.high
+        self._rng = np.random.default_rng([self.seed, int(info.get("task_id") or 0)])
+        self.goal_rgb = info["goal_rgb"]
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
+        t0 = time.perf_counter()
+        action = self._rng.uniform(self._low, self._high).astype(np.float32)
+        action[ROTATION_DIMS] = 0.0
+        return action, time.perf_counter() - t0, float("nan")
+
+
+class PlannerAgent:
+    """Goal-image MPC with any LatentDynamics and a CEM-style planner (``plan`` API).
+
+    With several sub-goal images (pick_place) and ``subgoal_budgets`` of the same length, the
+    schedule switches on budgets; with ``subgoal_budgets=None`` on the MPC config's energy
+    threshold (``MPCConfig.subgoal_energy_threshold``).
+    """
+
+    def __init__(
+        self,
+        dynamics: LatentDynamics,
+        planner: Any,
+        mpc_cfg: MPCConfig | None = None,
+        subgoal_budgets: Sequence[int] | None = None,
+    ) -> None:
+        self.mpc = MPCController(dynamics, planner, cfg=mpc_cfg)
+        self.subgoal_budgets = subgoal_budgets
+        self.goal_rgb: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        self._goals, budgets = goal_schedule(info, self.subgoal_budgets)
+        self.mpc.set_goal(self._goals, budgets=budgets)
+        self.goal_rgb = self._goals[0]
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
+        t0 = time.perf_counter()
+        action, step = self.mpc.act(obs["rgb"], obs["state"])
+        seconds = time.perf_counter() - t0
+        self.goal_rgb = self._goals[step.subgoal_index]
+        energy = step.current_energy if np.isfinite(step.current_energy) else step.energy
+        return np.asarray(action, dtype=np.float32), seconds, float(energy)
+
+
+class ReferenceCEMAgent:
+    """The literal published loop: every step runs :func:`reference_cem` from scratch (no warm
+    start; frame and goal re-encoded every iteration). Sub-goals switch on step budgets only."""
+
+    def __init__(
+        self,
+        dynamics: LatentDynamics,
+        cfg=None,
+        subgoal_budgets: Sequence[int] | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.dynamics, self.cfg = dynamics, cfg or reference_cem_config()
+        self.subgoal_budgets, self.device = subgoal_budgets, device
+        self.goal_rgb: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        self._goals, self._budgets = goal_schedule(info, self.subgoal_budgets)
+        self._index, self._steps = 0, 0
+        self.goal_rgb = self._goals[0]
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
+        last = len(self._goals) - 1
+        if self._budgets and self._index < last and self._steps >= self._budgets[self._index]:
+            self._index, self._steps = self._index + 1, 0
+        self.goal_rgb = self._goals[self._index]
+        dev = self.device
+        t0 = time.perf_counter()
+        res = reference_cem(
+            self.dynamics,
+            torch.as_tensor(np.ascontiguousarray(obs["rgb"])[None], device=dev),
+            torch.as_tensor(np.asarray(obs["state"], dtype=np.float32)[None], device=dev),
+            torch.as_tensor(np.ascontiguousarray(self.goal_rgb)[None], device=dev),
+            cfg=self.cfg,
+        )
+        self._steps += 1
+        action = res.actions[0, 0].cpu().numpy().astype(np.float32)
+        return action, time.perf_counter() - t0, float(res.energy[0])
+
+
+class OracleAgent:
+    """The same planner on :class:`SimOracleDynamics` with the privileged task distance as cost.
+
+    At reset the shadow env is (re)built for the episode's env and reset to its ``task_id``;
+    before every plan it is synced to the evaluated env. Warm start: the last plan shifted.
+    """
+
+    def __init__(self, planner: Any, warm_start: bool = True, seed: int = 0) -> None:
+        self.planner, self.warm_start, self.seed = planner, warm_start, seed
+        self.oracle: SimOracleDynamics | None = None
+        self.goal_rgb: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        task_id = env.unwrapped.task_id
+        if task_id is None:
+            raise ValueError("OracleAgent needs episodes reset with options={'task_id': k}")
+        same_env = self.oracle is not None and self.oracle.sim.cfg == env.unwrapped.cfg
+        if not same_env or self.oracle.env_id != env.spec.id:
+            if self.oracle is not None:
+                self.oracle.close()
+            self.oracle = SimOracleDynamics.like(env)
+        self.oracle.reset(task_id)
+        self.oracle.check_same_instance(env)
+        self._env, self._mean = env, None
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self.goal_rgb = info["goal_rgb"]
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
+        assert self.oracle is not None, "call reset first"
+        t0 = time.perf_counter()
+        self.oracle.sync(self._env)
+        z = self.oracle.latent()  # (1, 1, D)
+        state = torch.as_tensor(np.asarray(obs["state"], dtype=np.float32)[None])
+        res = self.planner.plan(
+            self.oracle, z, state, self.oracle.goal_latent(z), oracle_energy,
+            init_mean=self._mean if self.warm_start else None, generator=self._generator,
+        )  # fmt: skip
+        self._mean = shift_plan(res.mean, 1)
+        action = res.actions[0, 0].cpu().numpy().astype(np.float32)
+        return action, time.perf_counter() - t0, float(self._env.unwrapped.task_distance())
+
+    def close(self) -> None:
+        if self.oracle is not None:
+            self.oracle.close()
+
+
+def run_episode(
+    env: gym.Env, agent: Agent, method: str, episode: int, seed: int, max_steps: int,
+    video_path: Path | None = None,
+) -> EpisodeResult:  # fmt: skip
+    """Run one episode (until success or ``max_steps``) and return its record."""
+    obs, info = env.reset(seed=seed, options={"task_id": episode})
+    agent.reset(env, obs, info)
+    frames, goals, energies, times = [], [], [], []
+    steps, success = 0, bool(info["is_success"])
+    while not success and steps < max_steps:
+        action, seconds, energy = agent.act(obs, info)
+        frames.append(obs["rgb"])
+        goals.append(agent.goal_rgb if agent.goal_rgb is not None else info["goal_rgb"])
+        energies.append(energy)
+        times.append(seconds)
+        obs, _, terminated, truncated, info = env.step(action)
+        steps, success = steps + 1, bool(info["is_success"])
+        if terminated or truncated:
+            break
+    video = None
+    if video_path is not None and frames:
+        frames.append(obs["rgb"])
+        goals.append(goals[-1])
+        energies.append(energies[-1])
+        video = str(write_episode_video(video_path, frames, goals, energies))
+    return EpisodeResult(
+        info["task"], method, episode, seed, success, steps, times,
+        float(info["task_distance"]), video,
+    )  # fmt: skip

@@ -1,0 +1,299 @@
+"""wm-eval: tasks x methods x episodes in simulation -> success table (Markdown + JSON).
+
+Episode k of every (task, method) resets the env with ``seed + k`` and ``options={"task_id":
+k}``: the same instance for every method. An episode ends at success or after the task's step
+budget. Each finished episode is appended to ``<out_dir>/episodes.jsonl`` with a fingerprint of
+everything that shapes it (method, planner config, budgets, model, image size), so a crash
+loses nothing and a rerun skips episodes already done under the same settings. Methods:
+
+- ``random``: uniform actions in the box (rotation held);
+- ``oracle_cem``: CEM on the simulator itself with the privileged task distance (upper bound);
+- ``wm_cem`` / ``wm_icem``: goal-image MPC with the world model (``model=<folder>``);
+- ``reference_cem``: the literal published CEM loop on the same model (slow; fewer episodes
+  via ``episodes_per_method``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, fields, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from tqdm import tqdm
+
+import envs
+from planning.cem import CEMConfig, CEMPlanner, reference_cem_config
+from planning.harness.agents import (
+    Agent,
+    OracleAgent,
+    PlannerAgent,
+    RandomAgent,
+    ReferenceCEMAgent,
+    run_episode,
+)
+from planning.harness.results import EpisodeResult, summarize, to_markdown, write_tables
+from planning.icem import ICEMConfig, ICEMPlanner
+from planning.mpc import MPCConfig
+
+__all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_episode"]
+
+
+# method name -> needs a world model
+METHODS = {
+    "random": False, "oracle_cem": False, "wm_cem": True, "wm_icem": True, "reference_cem": True,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What wm-eval runs. ``episodes_per_method`` overrides ``episodes`` per method;
+    ``max_steps`` overrides ``envs.MAX_EPISODE_STEPS`` per task; ``oracle_cem`` None = the
+    ``cem`` config (same planner and budget as wm_cem); ``video_every`` k > 0 writes an mp4 of
+    every k-th episode; ``subgoal_budgets`` are pick_place's grasped/carried/placed step
+    budgets (None: switch on ``mpc.subgoal_energy_threshold``)."""
+
+    tasks: tuple[str, ...] = ("reach",)
+    methods: tuple[str, ...] = ("random", "oracle_cem")
+    episodes: int = 10
+    episodes_per_method: Mapping[str, int] = field(default_factory=lambda: {"reference_cem": 3})
+    first_episode: int = 0
+    max_steps: Mapping[str, int] = field(default_factory=dict)
+    model: str | None = None
+    out_dir: str = "outputs/eval"
+    image_size: int = 64
+    video_every: int = 0
+    workers: int = 1
+    seed: int = 0
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    icem: ICEMConfig = field(default_factory=ICEMConfig)
+    reference_cem: CEMConfig = field(default_factory=reference_cem_config)
+    oracle_cem: CEMConfig | None = None
+    mpc: MPCConfig = field(default_factory=MPCConfig)
+    subgoal_budgets: tuple[int, ...] | None = (18, 14, 28)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("tasks", envs.TASKS), ("methods", METHODS)):
+            values = tuple(getattr(self, name))
+            object.__setattr__(self, name, values)
+            if not values or any(v not in allowed for v in values):
+                raise ValueError(f"EvalConfig.{name} must be a non-empty subset of {list(allowed)}")
+        bad = {**{k: v for k, v in self.episodes_per_method.items() if k not in METHODS},
+               **{k: v for k, v in self.max_steps.items() if k not in envs.TASKS}}  # fmt: skip
+        if bad:
+            raise ValueError(f"EvalConfig: unknown method/task keys {sorted(bad)}")
+        counts = [self.episodes, *self.episodes_per_method.values(), *self.max_steps.values()]
+        if min(counts) < 1 or self.workers < 1 or self.first_episode < 0:
+            raise ValueError("EvalConfig: episodes, step budgets and workers must be >= 1")
+        if self.video_every < 0 or not 16 <= self.image_size <= 2048:
+            raise ValueError(f"EvalConfig: bad video_every/image_size {self.video_every}")
+        if self.subgoal_budgets is not None:
+            object.__setattr__(self, "subgoal_budgets", tuple(int(b) for b in self.subgoal_budgets))
+
+    def steps_for(self, task: str) -> int:
+        return int(self.max_steps.get(task, envs.MAX_EPISODE_STEPS[task]))
+
+    def episode_ids(self, method: str) -> range:
+        n = int(self.episodes_per_method.get(method, self.episodes))
+        return range(self.first_episode, self.first_episode + n)
+
+
+def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
+    """Hash of every setting that shapes an episode of (task, method)."""
+    planner = {"oracle_cem": cfg.oracle_cem or cfg.cem, "wm_cem": cfg.cem, "wm_icem": cfg.icem,
+               "reference_cem": cfg.reference_cem}.get(method)  # fmt: skip
+    keys = {
+        "method": method, "steps": cfg.steps_for(task), "image_size": cfg.image_size,
+        "seed": cfg.seed, "planner": None if planner is None else asdict(planner),
+        "mpc": asdict(cfg.mpc) if method != "random" else None,
+        "model": cfg.model if METHODS[method] else None,
+        "budgets": cfg.subgoal_budgets if METHODS[method] else None,
+    }  # fmt: skip
+    return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def config_from_dict(raw: dict) -> EvalConfig:
+    """EvalConfig from the (Hydra) dict: nested planner/MPC configs typed, unknown keys named."""
+    raw = {k: v for k, v in raw.items() if k != "hydra"}
+    for name in ("episodes_per_method", "max_steps"):  # null entries mean "the default"
+        if isinstance(raw.get(name), dict):
+            raw[name] = {k: v for k, v in raw[name].items() if v is not None}
+    unknown = set(raw) - {f.name for f in fields(EvalConfig)}
+    if unknown:
+        raise ValueError(f"configs/eval.yaml: unknown keys {sorted(unknown)}")
+    nested = {"cem": CEMConfig, "icem": ICEMConfig, "oracle_cem": CEMConfig, "mpc": MPCConfig}
+    try:
+        for name, cls in nested.items():
+            if isinstance(raw.get(name), dict):
+                raw[name] = cls(**raw[name])
+        if isinstance(raw.get("reference_cem"), dict):
+            raw["reference_cem"] = replace(reference_cem_config(), **raw["reference_cem"])
+    except TypeError as err:
+        raise ValueError(f"configs/eval.yaml: bad planner/mpc key: {err}") from err
+    return EvalConfig(**raw)
+
+
+class EpisodeLog:
+    """Append-only JSONL of finished episodes, keyed by (task, method, episode, fingerprint)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._done: dict[tuple, EpisodeResult] = {}
+        if path.exists():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                    res = EpisodeResult(**rec["result"])
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    tqdm.write(f"wm-eval: skipping unreadable line {n} of {path}: {err}")
+                    continue
+                self._done[(res.task, res.method, res.episode, rec["fingerprint"])] = res
+
+    def get(self, task: str, method: str, episode: int, fp: str) -> EpisodeResult | None:
+        return self._done.get((task, method, episode, fp))
+
+    def append(self, result: EpisodeResult, fp: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"fingerprint": fp, "result": asdict(result)}) + "\n")
+            f.flush()
+        self._done[(result.task, result.method, result.episode, fp)] = result
+
+
+def load_model(cfg: EvalConfig):
+    """The world model of ``cfg.model`` (None when no model is given)."""
+    if cfg.model is None:
+        return None
+    folder = Path(cfg.model)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"wm-eval: model folder {folder} does not exist (model=...)")
+    from worldmodel.world_model import WorldModel
+
+    return WorldModel.load(folder)
+
+
+def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
+    """The agent of ``method``; world-model methods need ``dynamics``."""
+    if METHODS[method] and dynamics is None:
+        raise ValueError(f"wm-eval: method {method!r} needs a world model (model=<folder>)")
+    budgets = cfg.subgoal_budgets
+    if method == "random":
+        return RandomAgent(cfg.seed)
+    if method == "oracle_cem":
+        return OracleAgent(CEMPlanner(cfg.oracle_cem or cfg.cem), cfg.mpc.warm_start, cfg.mpc.seed)
+    if method == "wm_cem":
+        return PlannerAgent(dynamics, CEMPlanner(cfg.cem), cfg.mpc, budgets)
+    if method == "wm_icem":
+        return PlannerAgent(dynamics, ICEMPlanner(cfg.icem), cfg.mpc, budgets)
+    return ReferenceCEMAgent(dynamics, cfg.reference_cem, budgets, cfg.mpc.device)
+
+
+def make_env(cfg: EvalConfig, task: str) -> gym.Env:
+    return gym.make(
+        envs.TASKS[task], image_size=cfg.image_size, max_episode_steps=cfg.steps_for(task)
+    )
+
+
+def _video_path(cfg: EvalConfig, task: str, method: str, k: int) -> Path | None:
+    if cfg.video_every <= 0 or k % cfg.video_every:
+        return None
+    return Path(cfg.out_dir) / "videos" / f"{task}_{method}_{k:03d}.mp4"
+
+
+_WORKER: dict = {}
+
+
+def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResult:
+    """One episode in a worker process; env, model and agents are built once per process."""
+    torch.set_num_threads(1)
+    if "model" not in _WORKER:
+        _WORKER["model"] = load_model(cfg) if any(METHODS[m] for m in cfg.methods) else None
+    if (task, method) not in _WORKER:
+        _WORKER[(task, method)] = (make_env(cfg, task), make_agent(method, cfg, _WORKER["model"]))
+    env, agent = _WORKER[(task, method)]
+    return run_episode(
+        env, agent, method, k, cfg.seed + k, cfg.steps_for(task), _video_path(cfg, task, method, k)
+    )
+
+
+def _todo(cfg: EvalConfig, log: EpisodeLog, has_model: bool) -> list[tuple[str, str, int]]:
+    jobs = []
+    for method in cfg.methods:
+        if METHODS[method] and not has_model:
+            print(f"wm-eval: skipping {method}: it needs a world model (model=<folder>)")
+            continue
+        for task in cfg.tasks:
+            for k in cfg.episode_ids(method):
+                if log.get(task, method, k, fingerprint(cfg, task, method)) is None:
+                    jobs.append((task, method, k))
+    return jobs
+
+
+def _run_jobs(cfg: EvalConfig, jobs: list, log: EpisodeLog) -> None:
+    bar = tqdm(total=len(jobs), desc="wm-eval episodes")
+
+    def record(task: str, method: str, res: EpisodeResult) -> None:
+        log.append(res, fingerprint(cfg, task, method))
+        bar.set_postfix_str(f"{task}/{method} #{res.episode} {'ok' if res.success else 'fail'}")
+        bar.update()
+
+    if cfg.workers == 1:
+        for task, method, k in jobs:
+            record(task, method, _episode_job(cfg, task, method, k))
+    else:
+        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_episode_job, cfg, *job): job for job in jobs}
+            for fut in as_completed(futures):
+                task, method, _ = futures[fut]
+                record(task, method, fut.result())
+    bar.close()
+
+
+def evaluate(cfg: EvalConfig) -> list[EpisodeResult]:
+    """Run what is not done yet, write results.md/json into ``cfg.out_dir``, print the table."""
+    out = Path(cfg.out_dir)
+    log = EpisodeLog(out / "episodes.jsonl")
+    _WORKER.clear()
+    has_model = cfg.model is not None
+    if has_model:
+        _WORKER["model"] = load_model(cfg)  # fail early on a bad folder, reuse when sequential
+    jobs = _todo(cfg, log, has_model)
+    _run_jobs(cfg, jobs, log)
+    _WORKER.clear()
+    results = [  # table order: task, then method
+        r
+        for task in cfg.tasks
+        for method in cfg.methods
+        if has_model or not METHODS[method]
+        for k in cfg.episode_ids(method)
+        if (r := log.get(task, method, k, fingerprint(cfg, task, method))) is not None
+    ]
+    rows = summarize(results)
+    header = f"# wm-eval\n\nmodel: {cfg.model or 'none'}; image size {cfg.image_size}"
+    write_tables(rows, results, out, header=header)
+    print(to_markdown(rows))
+    print(f"wm-eval: {len(jobs)} episodes run, {len(results) - len(jobs)} reused -> {out}")
+    return results
+
+
+def main() -> None:
+    """Entry point ``wm-eval`` (Hydra, configs/eval.yaml)."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    config_dir = str(Path(__file__).resolve().parents[2] / "configs")
+
+    @hydra.main(version_base="1.3", config_path=config_dir, config_name="eval")
+    def _run(dcfg) -> None:
+        evaluate(config_from_dict(OmegaConf.to_container(dcfg, resolve=True)))
+
+    _run()
+
+
+if __name__ == "__main__":
+    main()

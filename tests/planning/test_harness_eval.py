@@ -1,0 +1,117 @@
+"""wm-eval: end to end on tiny budgets, resumable JSONL, config validation, agents."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import planning.harness.evaluate as ev
+from planning.cem import CEMConfig
+from planning.harness.agents import RandomAgent, goal_schedule
+from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
+from planning.icem import ICEMConfig
+from planning.toy import ToyDynamics
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TINY_CEM = CEMConfig(samples=24, iterations=2, top_k=6)
+
+
+def _cfg(tmp_path, **kw) -> EvalConfig:
+    base = dict(
+        tasks=("reach",), methods=("random", "oracle_cem"), episodes=2, max_steps={"reach": 6},
+        image_size=32, out_dir=str(tmp_path), cem=TINY_CEM,
+    )  # fmt: skip
+    return EvalConfig(**{**base, **kw})
+
+
+def test_evaluate_end_to_end_writes_tables_and_oracle_beats_random(tmp_path, capsys):
+    results = evaluate(_cfg(tmp_path, video_every=2))
+    out = capsys.readouterr().out
+    assert "| reach | random |" in out and "| reach | oracle_cem |" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["episodes"]) for r in data["rows"]] == [
+        ("random", 2), ("oracle_cem", 2),
+    ]  # fmt: skip
+    oracle = [r for r in results if r.method == "oracle_cem"]
+    rand = [r for r in results if r.method == "random"]
+    assert all(r.success and r.steps <= 6 for r in oracle)
+    assert np.mean([r.final_distance for r in oracle]) < np.mean([r.final_distance for r in rand])
+    assert all(len(r.seconds_per_action) == r.steps for r in results)
+    assert (tmp_path / "results.md").read_text().startswith("# wm-eval")
+    videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
+    assert videos == ["reach_oracle_cem_000.mp4", "reach_random_000.mp4"]  # every 2nd episode
+
+
+def test_rerun_skips_done_episodes_and_reruns_changed_settings(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, methods=("random",), episodes=1)
+    evaluate(cfg)
+    lines = (tmp_path / "episodes.jsonl").read_text().splitlines()
+    calls = []
+    real_job = ev._episode_job
+    monkeypatch.setattr(ev, "_episode_job", lambda *a: calls.append(a[1:]) or real_job(*a))
+    first = evaluate(replace(cfg, methods=("random", "oracle_cem")))
+    assert calls == [("reach", "oracle_cem", 0)]  # random #0 was reused
+    evaluate(replace(cfg, methods=("random", "oracle_cem"), episodes=2))
+    assert calls[1:] == [("reach", "random", 1), ("reach", "oracle_cem", 1)]
+    calls.clear()
+    with (tmp_path / "episodes.jsonl").open("a") as f:
+        f.write('{"fingerprint": "x", "result": {"task"')  # a crash mid-line
+    again = evaluate(replace(cfg, methods=("random", "oracle_cem")))
+    assert calls == [] and again == first
+    evaluate(replace(cfg, max_steps={"reach": 5}))  # another budget: not the same episode
+    assert calls == [("reach", "random", 0)]
+    assert len(lines) == 1
+
+
+def test_model_methods_skipped_without_model_and_run_with_one(tmp_path, monkeypatch, capsys):
+    cfg = _cfg(tmp_path, methods=("random", "wm_cem"), episodes=1, max_steps={"reach": 2})
+    results = evaluate(cfg)
+    assert "skipping wm_cem: it needs a world model" in capsys.readouterr().out
+    assert {r.method for r in results} == {"random"}
+    monkeypatch.setattr(ev, "load_model", lambda cfg: ToyDynamics())
+    small_icem = ICEMConfig(samples=24, iterations=2, top_k=6, min_samples=12)
+    cfg = replace(
+        cfg, model="toy", methods=("wm_cem", "wm_icem", "reference_cem"), icem=small_icem,
+        reference_cem=TINY_CEM, episodes_per_method={"reference_cem": 1},
+    )  # fmt: skip
+    results = evaluate(cfg)
+    assert [r.method for r in results] == ["wm_cem", "wm_icem", "reference_cem"]
+    assert all(r.steps == 2 and len(r.seconds_per_action) == 2 for r in results)
+
+
+def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
+    raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / "eval.yaml"), resolve=False)
+    cfg = config_from_dict(raw)
+    assert cfg.steps_for("pick_place") == 60 and len(cfg.episode_ids("reference_cem")) == 3
+    assert cfg.reference_cem.samples == 800 and cfg.oracle_cem is None
+    with pytest.raises(ValueError, match="unknown keys"):
+        config_from_dict({**raw, "episdes": 3})
+    with pytest.raises(ValueError, match="methods"):
+        config_from_dict({**raw, "methods": ["wm_mppi"]})
+    with pytest.raises(ValueError, match="bad planner/mpc key"):
+        config_from_dict({**raw, "cem": {"sample": 3}})
+    with pytest.raises(ValueError, match="unknown method/task"):
+        EvalConfig(max_steps={"reachh": 3})
+
+
+def test_goal_schedule_and_random_agent():
+    imgs = [np.full((8, 8, 3), i, np.uint8) for i in range(3)]
+    info = {"goal_rgb": imgs[-1], "subgoal_rgbs": imgs, "task_id": 1}
+    goals, budgets = goal_schedule(info, (2, 3, 4))
+    assert len(goals) == 3 and budgets == [2, 3, 4]
+    goals, budgets = goal_schedule(info, (5,))  # budgets that do not fit: final goal only
+    assert len(goals) == 1 and goals[0] is imgs[-1] and budgets is None
+
+    class Box:
+        low, high = -np.ones(7, np.float32), np.ones(7, np.float32)
+
+    class Env:
+        action_space = Box()
+
+    agent = RandomAgent(seed=3)
+    agent.reset(Env(), {}, info)
+    acts = np.stack([agent.act({}, info)[0] for _ in range(50)])
+    assert np.all(acts[:, 3:6] == 0) and np.all(np.abs(acts) <= 1) and acts[:, 0].std() > 0.3
