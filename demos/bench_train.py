@@ -1,7 +1,7 @@
 """Benchmark AC predictor training: cached features vs encoding frames on the fly.
 
 Same predictor, same batches, same run: one timing loop reads features of pre-encoded episodes
-(what ``mode=cached`` does; an in-memory dict stands in for the fp16 memmap cache), the other
+(what ``mode=cached`` does: the fp16 memory-mapped FeatureCache written by wm-cache), the other
 decodes mp4 frames and runs the frozen encoder every step (``mode=on_the_fly``). Prints
 training samples/s of each and their ratio, plus parameter counts of the predictor presets.
 
@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from worldmodel.cache import cache_dataset
 from worldmodel.data.episodes import open_dataset
 from worldmodel.data.synthetic import write_synthetic_dataset
 from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.feature_cache import FeatureCache
 from worldmodel.frozen import FrozenEncoder
 from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor
 from worldmodel.train import ClipSampler, EpisodeSource, TrainConfig, build_predictor, clip_losses
@@ -81,15 +83,10 @@ def main() -> None:
         torch.manual_seed(0)
         encoder = FrozenEncoder(VisionTransformer(enc_cfg), device=device)
         t0 = time.perf_counter()
-        feats = {
-            i: encoder.encode_frames(dataset.read_episode_frames(i))
-            .cpu()
-            .numpy()
-            .astype(np.float16)
-            for i in range(len(dataset))
-        }
-        n_frames = sum(len(f) for f in feats.values())
-        print(f"one-off caching: {n_frames} frames in {time.perf_counter() - t0:.2f} s")
+        cache_dataset(dataset, encoder, Path(tmp) / "features", source={}, progress=False)
+        cache = FeatureCache(Path(tmp) / "features", encoder.identity())
+        n_frames = sum(cache.lengths)
+        print(f"one-off caching (wm-cache): {n_frames} frames in {time.perf_counter() - t0:.2f} s")
         cfg = TrainConfig(
             predictor=args.predictor,
             clip_len=args.clip_len,
@@ -99,7 +96,7 @@ def main() -> None:
         refs = np.array(
             [(e, s) for e in range(len(dataset)) for s in range(24 - args.clip_len + 1)]
         )
-        cached = EpisodeSource(dataset, encoder, features=feats.__getitem__)
+        cached = EpisodeSource(dataset, encoder, features=cache.features)
         live = EpisodeSource(dataset, encoder)
         sps_cached = time_training(cached, refs, cfg, args.steps, device)
         sps_live = time_training(live, refs, cfg, args.steps, device)

@@ -9,8 +9,8 @@ step t predicts z_{t+1}. Parameter names follow the published weights: ``predict
 
 Positions are 3-D rotary inside attention: the head dim is split into time / height / width
 chunks of ``2 * ((head_dim // 3) // 2)`` dims (leftover dims unrotated); action and state tokens
-get only the time rotation. The rotation follows the released weights' convention (see
-:func:`rope_tables`).
+get only the time rotation. The rotation is :mod:`worldmodel.rope` (the released weights'
+convention, shared with the encoder).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worldmodel.encoder import MLP
 from worldmodel.kv_cache import KVCache
+from worldmodel.rope import Positions, apply_rope
 
 COND_TOKENS = 2  # action and state tokens per step
 
@@ -98,34 +100,6 @@ PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
 }
 
 
-def rope_tables(head_dim: int, t_pos: Tensor, h_pos: Tensor, w_pos: Tensor, spatial: Tensor):
-    """cos/sin tables (L, head_dim) for 3-D rotary positions of L tokens.
-
-    Chunk c (time, height, width; ``d = 2*((head_dim//3)//2)`` dims each, in that order) uses
-    frequencies ``f_i = 1/10000^(i/(d/2))``, ``i < d/2``, laid out as ``[f_0..f_k, f_0..f_k]``
-    over the chunk (the released convention). Tokens with ``spatial`` False (action/state) get
-    identity rotation in the height/width chunks; leftover dims are never rotated.
-    """
-    d = 2 * ((head_dim // 3) // 2)
-    omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2))
-    angles = []
-    for pos, use in ((t_pos, None), (h_pos, spatial), (w_pos, spatial)):
-        ang = pos.double()[:, None] * omega  # (L, d/2)
-        if use is not None:
-            ang = ang * use.double()[:, None]
-        angles.append(ang.repeat(1, 2))  # (L, d): [f0..fk, f0..fk]
-    ang = torch.cat(angles, dim=1)
-    ang = F.pad(ang, (0, head_dim - ang.shape[1]))  # leftover dims: angle 0 -> identity
-    return ang.cos().float(), ang.sin().float()
-
-
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate (..., L, head_dim) by tables (L, head_dim); pairs are adjacent dims (2m, 2m+1)."""
-    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack((-x1, x0), dim=-1).flatten(-2)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
-
-
 class Attention(nn.Module):
     """Multi-head self-attention with fused qkv, 3-D RoPE and an optional KV cache."""
 
@@ -135,26 +109,18 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=True)
         self.proj = nn.Linear(width, width, bias=True)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int) -> Tensor:
+    def forward(
+        self, x: Tensor, pos: Positions, mask: Tensor | None, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        """x: (B, L, W) new tokens; pos: their positions (L,); mask: bool (L, L_past + L)."""
         B, L, W = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, L, head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, pos), apply_rope(k, pos)
         if cache is not None:
             k, v = cache.append(layer, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L, hd)
         return self.proj(out.transpose(1, 2).reshape(B, L, W))
-
-
-class Mlp(nn.Module):
-    def __init__(self, width: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, width)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -165,10 +131,12 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
         self.attn = Attention(cfg.width, cfg.num_heads)
         self.norm2 = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
-        self.mlp = Mlp(cfg.width, cfg.mlp_dim)
+        self.mlp = MLP(cfg.width, cfg.mlp_dim)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int) -> Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, mask, cache, layer)
+    def forward(
+        self, x: Tensor, pos: Positions, mask: Tensor | None, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        x = x + self.attn(self.norm1(x), pos, mask, cache, layer)
         return x + self.mlp(self.norm2(x))
 
 
@@ -217,18 +185,23 @@ class ACPredictor(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth, self.tokens_per_step)
 
-    def _positions(self, t0: int, steps: int, device) -> tuple[Tensor, Tensor]:
+    def positions(self, t0: int, steps: int, device: torch.device | str) -> Positions:
+        """Rotary positions of ``steps`` time steps starting at step ``t0``, each (L,), L =
+        steps * (2 + N). Frame tokens get (t, row, col) with rows/cols in units of the unpooled
+        grid (as the released model snaps to 16x16); action/state tokens only t."""
         gh, gw = self.cfg.grid
-        n = torch.arange(gh * gw)
-        # Spatial positions snapped to the unpooled grid, as the released model snaps to 16x16.
-        h = torch.cat([torch.zeros(COND_TOKENS), (n // gw).double() * self.cfg.input_grid[0] / gh])
-        w = torch.cat([torch.zeros(COND_TOKENS), (n % gw).double() * self.cfg.input_grid[1] / gw])
-        spatial = torch.cat([torch.zeros(COND_TOKENS), torch.ones(gh * gw)]).bool()
-        t = torch.arange(t0, t0 + steps).repeat_interleave(self.tokens_per_step)
-        cos, sin = rope_tables(
-            self.cfg.head_dim, t, h.repeat(steps), w.repeat(steps), spatial.repeat(steps)
+        n = torch.arange(gh * gw, device=device)
+        cond = torch.zeros(COND_TOKENS, device=device)
+        row = torch.cat([cond, (n // gw).float() * (self.cfg.input_grid[0] / gh)])  # (2+N,)
+        col = torch.cat([cond, (n % gw).float() * (self.cfg.input_grid[1] / gw)])  # (2+N,)
+        spatial = torch.cat([cond.bool(), torch.ones(gh * gw, dtype=torch.bool, device=device)])
+        t = torch.arange(t0, t0 + steps, device=device).float()
+        return Positions(
+            t.repeat_interleave(self.tokens_per_step),
+            row.repeat(steps),
+            col.repeat(steps),
+            spatial.repeat(steps),
         )
-        return cos.to(device), sin.to(device)
 
     def _mask(self, past_steps: int, steps: int, device) -> Tensor | None:
         """Boolean (L_new, L_past + L_new) block-causal mask; None when one step (no mask)."""
@@ -258,11 +231,7 @@ class ACPredictor(nn.Module):
         if (
             self.cfg.tokens_per_frame != N
             or actions.shape[:2] != (B, T)
-            or states.shape[:2]
-            != (
-                B,
-                T,
-            )
+            or states.shape[:2] != (B, T)
         ):
             raise ValueError(
                 f"expected z (B,T,{self.cfg.tokens_per_frame},D), actions/states (B,T,7); got "
@@ -277,10 +246,10 @@ class ACPredictor(nn.Module):
             dim=2,
         ).flatten(1, 2)  # (B, T*(2+N), W)
         past = 0 if cache is None else cache.num_steps
-        cos, sin = self._positions(past, T, x.device)
+        pos = self.positions(past, T, x.device)
         mask = self._mask(past, T, x.device)
         for i, blk in enumerate(self.predictor_blocks):
-            x = blk(x, cos, sin, mask, cache, i)
+            x = blk(x, pos, mask, cache, i)
         if cache is not None:
             cache.advance(T)
         x = x.view(B, T, self.tokens_per_step, -1)[:, :, COND_TOKENS:]  # (B, T, N, W)

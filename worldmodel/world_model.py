@@ -11,6 +11,8 @@ Note the first imagined step is inherently per sample: its frame tokens attend t
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -129,14 +131,29 @@ class WorldModel:
         return torch.cat(preds, dim=1).view(B, S, H, N, D)
 
     def save(self, folder: str | Path) -> None:
-        """Write ``encoder/`` (the frozen encoder's own format), predictor safetensors and JSON."""
+        """Write ``encoder/`` (the frozen encoder's own format), predictor safetensors and JSON.
+
+        Written into ``<folder>.tmp`` and renamed into place, so a killed save never leaves a
+        half-written world model under ``folder`` (an older one there is replaced).
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save(folder / ENCODER_DIR)
+        tmp = folder.with_name(folder.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.encoder.save(tmp / ENCODER_DIR)
         state = {k: v.detach().cpu().contiguous() for k, v in self.predictor.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        save_file(state, str(tmp / WEIGHTS_FILE))
         meta = {"format_version": FORMAT_VERSION, "predictor": asdict(self.predictor.cfg)}
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
 
     @classmethod
     def load(

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel.predictor import (
-    PREDICTOR_PRESETS,
-    ACPredictor,
-    PredictorConfig,
-    apply_rope,
-    rope_tables,
-)
+from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig
+from worldmodel.rope import apply_rope
 
 CFG = PredictorConfig(
     encoder_dim=24, width=48, depth=2, num_heads=2, mlp_dim=64, input_grid=(4, 4), pool_kernel=2
@@ -111,25 +106,26 @@ def test_pool_averages_blocks(model):
         model.pool(torch.zeros(1, 5, CFG.encoder_dim))
 
 
-def test_rope_tables_layout():
-    head_dim = 64  # published: chunks of 20, 4 leftover dims
-    L = 3
-    t = torch.tensor([0.0, 1.0, 2.0])
-    hw = torch.tensor([0.0, 3.0, 5.0])
-    cos, sin = rope_tables(head_dim, t, hw, hw, torch.tensor([False, True, True]))
-    assert cos.shape == (L, head_dim)
-    omega = 1.0 / 10000 ** (torch.arange(10) / 10)
-    # time chunk of token 2: [f0..f9, f0..f9] * 2
-    torch.testing.assert_close(sin[2, :20], torch.sin(2 * omega).repeat(2))
-    # height chunk of token 1 uses position 3; action-like token 0 is unrotated there
-    torch.testing.assert_close(sin[1, 20:40], torch.sin(3 * omega).repeat(2))
-    assert torch.all(sin[0, 20:] == 0) and torch.all(cos[0, 20:] == 1)
-    assert torch.all(sin[:, 60:] == 0)  # leftover dims
-    # rotation pairs adjacent dims and preserves the norm of each pair at equal angles
-    x = torch.randn(L, head_dim)
-    y = apply_rope(x, torch.ones(L, head_dim) * 0.6, torch.ones(L, head_dim) * 0.8)
-    torch.testing.assert_close(y[:, 0], 0.6 * x[:, 0] - 0.8 * x[:, 1])
-    torch.testing.assert_close(y[:, 1], 0.6 * x[:, 1] + 0.8 * x[:, 0])
+def test_positions_layout(model):
+    # CFG: 4x4 input grid pooled 2x2 -> 2x2 frame tokens; 2 + 4 = 6 tokens per step.
+    pos = model.positions(3, 2, "cpu")
+    assert pos.t.tolist() == [3.0] * 6 + [4.0] * 6  # time = step index, shared by all tokens
+    assert pos.spatial.tolist() == [False, False, True, True, True, True] * 2
+    # pooled cells sit on the unpooled grid (stride 2), action/state tokens at 0
+    assert pos.h.tolist() == [0.0, 0.0, 0.0, 0.0, 2.0, 2.0] * 2
+    assert pos.w.tolist() == [0.0, 0.0, 0.0, 2.0, 0.0, 2.0] * 2
+
+
+def test_action_state_tokens_get_temporal_rotation_only(model):
+    # With the shared rope: rotating a vector at an action token's position only changes the
+    # time chunk; a frame token at a nonzero row changes its height chunk as well.
+    pos = model.positions(2, 1, "cpu")
+    x = torch.randn(1, 1, model.tokens_per_step, CFG.head_dim)
+    y = apply_rope(x, pos)
+    c = 2 * ((CFG.head_dim // 3) // 2)
+    assert (y[..., 0, :c] - x[..., 0, :c]).abs().max() > 1e-3
+    torch.testing.assert_close(y[..., 0, c:], x[..., 0, c:], atol=0, rtol=0)
+    assert (y[..., -1, c : 2 * c] - x[..., -1, c : 2 * c]).abs().max() > 1e-3
 
 
 def test_published_preset_is_exact():

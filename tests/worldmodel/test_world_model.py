@@ -145,6 +145,18 @@ def test_save_load_roundtrip(wm, tmp_path):
     )
 
 
+def test_save_replaces_atomically(wm, tmp_path):
+    folder = tmp_path / "wm"
+    (tmp_path / "wm.tmp").mkdir()  # leftover of a killed save
+    (tmp_path / "wm.tmp" / "junk").write_text("x")
+    folder.mkdir()
+    (folder / "stale_file").write_text("from an older save")
+    wm.save(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wm"]
+    assert not (folder / "stale_file").exists() and (folder / "predictor.safetensors").is_file()
+    WorldModel.load(folder, encoder_loader=FakeEncoder.load)
+
+
 def test_load_rejects_mismatch(wm, tmp_path):
     wm.save(tmp_path / "wm")
     meta_path = tmp_path / "wm" / "world_model.json"

@@ -1,0 +1,164 @@
+"""wm-train's optimisation: losses, validation against copy-last, the (DDP) training loop.
+
+Per clip of T frames: latents z_0..z_{T-1} (pooled, layer-normed) with actions/states. Teacher
+forcing predicts z_{t+1} from true z_{<=t}; the rollout starts at z_0 and feeds back k-1 of its
+own (layer-normed) predictions, with the recorded states, as published. Both losses are L1 on
+layer-normed targets. Under ``torchrun`` each rank takes its slice of the same global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from worldmodel.predictor import ACPredictor
+from worldmodel.train_config import TrainConfig, build_predictor, lr_factor
+from worldmodel.train_data import ClipSampler, build_source, split_episodes, window_refs
+from worldmodel.train_io import RunLog, load_checkpoint, save_checkpoint
+from worldmodel.world_model import layer_norm
+
+
+def clip_losses(model, z: Tensor, actions: Tensor, states: Tensor, rollout_steps: int):
+    """Teacher-forcing and per-step rollout L1 losses of one batch.
+
+    Args:
+        model: ACPredictor (or DDP-wrapped); z: (B, T, N, D) layer-normed latents;
+            actions, states: (B, T, 7).
+
+    Returns:
+        (tf_loss, [rollout loss at step 1..k]) scalars.
+    """
+    predictor = model.module if isinstance(model, DistributedDataParallel) else model
+    cache = predictor.new_cache()
+    tf = layer_norm(model(z[:, :-1], actions[:, :-1], states[:, :-1], cache=cache))  # (B,T-1,N,D)
+    tf_loss = (tf - z[:, 1:]).abs().mean()
+    roll = [(tf[:, 0] - z[:, 1]).abs().mean()]  # step 1 is the teacher-forced step 0 output
+    cache = cache.truncated(1)
+    z_hat = tf[:, :1]  # (B, 1, N, D)
+    for n in range(1, rollout_steps):
+        z_hat = layer_norm(model(z_hat, actions[:, n : n + 1], states[:, n : n + 1], cache=cache))
+        roll.append((z_hat[:, 0] - z[:, n + 1]).abs().mean())
+    return tf_loss, roll
+
+
+@torch.no_grad()
+def evaluate(predictor: ACPredictor, source, refs: np.ndarray, cfg: TrainConfig, device) -> dict:
+    """Validation losses of the model and of copy-last, on fixed, evenly spaced val clips."""
+    predictor.eval()
+    k = cfg.rollout_steps
+    picks = np.linspace(0, len(refs) - 1, min(len(refs), cfg.eval_batches * cfg.batch_size))
+    picks = refs[np.unique(picks.round().astype(int))]
+    sums = np.zeros(2 + 2 * k)
+    for i in range(0, len(picks), cfg.batch_size):
+        z, actions, states = source.batch(
+            picks[i : i + cfg.batch_size], cfg.clip_len, predictor, device
+        )
+        tf, roll = clip_losses(predictor, z, actions, states, k)
+        copy_tf = (z[:, :-1] - z[:, 1:]).abs().mean()
+        copy_roll = [(z[:, 0] - z[:, n]).abs().mean() for n in range(1, k + 1)]
+        vals = [tf, copy_tf, *roll, *copy_roll]
+        sums += len(z) * np.array([float(v) for v in vals])
+    predictor.train()
+    m = sums / len(picks)
+    report = {"val_tf": m[0], "copy_tf": m[1], "tf_ratio": m[0] / m[1]}
+    for n in range(k):
+        report[f"val_roll{n + 1}"] = m[2 + n]
+        report[f"copy_roll{n + 1}"] = m[2 + k + n]
+        report[f"roll{n + 1}_ratio"] = m[2 + n] / m[2 + k + n]
+    return {key: float(v) for key, v in report.items()}
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group and
+    maps a bare ``cuda`` to this rank's ``cuda:LOCAL_RANK``."""
+    device = torch.device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _optimizer(predictor: ACPredictor, cfg: TrainConfig):
+    """AdamW without weight decay on biases/norms, and its warmup-hold-decay LambdaLR."""
+    params = [p for p in predictor.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
+
+
+def _mean_over_ranks(x: Tensor, world: int) -> float:
+    x = x.detach().float().clone()
+    if world > 1:
+        dist.all_reduce(x)
+        x /= world
+    return float(x)
+
+
+def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tuple[Tensor, float]:
+    """One optimizer step on (z, actions, states); returns (loss, grad norm)."""
+    with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
+        tf_loss, roll = clip_losses(model, *batch, cfg.rollout_steps)
+        loss = tf_loss + torch.stack(roll).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), cfg.grad_clip)
+    opt.step()
+    sched.step()
+    return loss, float(gnorm)
+
+
+def train(cfg: TrainConfig, source=None) -> dict:
+    """Run (or resume) training; returns the final validation report (rank 0; {} elsewhere).
+
+    ``source`` (tests, benchmarks) replaces the data source built from ``cfg``. At the end
+    rank 0 writes ``out_dir/world_model`` (loadable with ``WorldModel.load``).
+    """
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} not divisible by world size {world}")
+    torch.manual_seed(cfg.seed)
+    source = source if source is not None else build_source(cfg, device)
+    train_eps, val_eps = split_episodes(source.num_episodes, cfg.val_fraction, cfg.seed)
+    sampler = ClipSampler(window_refs(source, train_eps, cfg.clip_len), cfg.batch_size, cfg.seed)
+    val_refs = window_refs(source, val_eps, cfg.clip_len)
+    predictor = build_predictor(cfg, source.feature_dim, source.grid).to(device)
+    predictor.extrinsics_encoder.requires_grad_(False)  # unused (as published); DDP needs grads
+    model = DistributedDataParallel(predictor) if world > 1 else predictor
+    opt, sched = _optimizer(predictor, cfg)
+    out = Path(cfg.out_dir)
+    step = load_checkpoint(out, predictor, opt, sched, sampler) if cfg.resume else 0
+    log = RunLog(out, rank == 0, resume_step=step)
+    report: dict = {}
+    bar = log.progress(cfg.max_steps, step, cfg.progress)
+    while step < cfg.max_steps:
+        refs = sampler.next_batch()[rank::world]  # this rank's slice of the global batch
+        batch = source.batch(refs, cfg.clip_len, predictor, device)
+        loss, gnorm = _step(model, predictor, opt, sched, batch, cfg, device)
+        step += 1
+        log.train_row(step, _mean_over_ranks(loss, world), gnorm, sched.get_last_lr()[0], bar)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            report = evaluate(predictor, source, val_refs, cfg, device)
+            log.eval_row(step, report)
+        if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.max_steps):
+            save_checkpoint(out, predictor, opt, sched, sampler, step, cfg)
+    bar.close()
+    if rank == 0 and step == cfg.max_steps:
+        source.save_world_model(predictor, out / "world_model")
+    if world > 1:
+        dist.barrier()
+    return report if rank == 0 else {}
