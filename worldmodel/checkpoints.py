@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -28,8 +29,13 @@ OUR_FORMAT_VERSION = 1
 PUBLISHED_HEADS = {1024: 16, 1280: 16, 1408: 22}
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """Copy ``state`` into ``model`` after checking names and shapes; raise listing every problem."""
+def load_state_strict(
+    model: torch.nn.Module, state: Mapping[str, Tensor], source: str, what: str = "encoder"
+) -> None:
+    """Copy ``state`` into ``model`` after checking names and shapes; raise listing every problem.
+
+    ``what`` names the component in the error (encoder, predictor, ...).
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -40,7 +46,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, Tensor], source: 
     )
     if missing or unexpected or misshaped:
         raise CheckpointError(
-            f"{source} does not match the encoder: missing {missing}, unexpected {unexpected}, "
+            f"{source} does not match the {what}: missing {missing}, unexpected {unexpected}, "
             f"mis-shaped {misshaped}"
         )
     model.load_state_dict(state, strict=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from worldmodel.checkpoints import load_state_strict as _load_strict
 from worldmodel.errors import CheckpointError
 from worldmodel.predictor import ACPredictor, PredictorConfig
 
@@ -38,25 +39,12 @@ def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def load_state_strict(model: torch.nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """Copy ``state`` into ``model`` after checking names and shapes exactly.
+    """Strict, shape-checked copy of predictor weights (see :func:`worldmodel.checkpoints.load_state_strict`).
 
     Raises:
         CheckpointError: naming ``source`` and listing missing / unexpected / mis-shaped keys.
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or misshaped:
-        raise CheckpointError(
-            f"{source}: predictor weights do not match the model config "
-            f"(missing {missing}; unexpected {unexpected}; mis-shaped {misshaped})"
-        )
-    model.load_state_dict(dict(state), strict=True)
+    _load_strict(model, state, source, what="predictor")
 
 
 def infer_config(state: Mapping[str, Tensor], **overrides) -> PredictorConfig:
