@@ -22,11 +22,20 @@ from worldmodel.frozen import FrozenEncoder
 OBJECT_KEYS = ("object_pos", "obj_pos", "object_xyz")
 
 
-def pooled_features(enc: FrozenEncoder, frames: np.ndarray) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, D): token mean of the layer-normed final features."""
+def pooled_features(enc: FrozenEncoder, frames: np.ndarray, grid: int = 1) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, grid*grid*D): the layer-normed final features average-pooled
+    to a ``grid`` x ``grid`` token grid and flattened (grid 1 = the token mean). A small grid
+    keeps where things are, which a global mean throws away for a few-pixel object."""
     z = enc.encode_frames(frames)  # (T, N, D)
     z = torch.nn.functional.layer_norm(z, z.shape[-1:])
-    return z.mean(1).cpu().numpy()
+    if grid == 1:
+        return z.mean(1).cpu().numpy()
+    side = round(z.shape[1] ** 0.5)
+    if side * side != z.shape[1] or side % grid:
+        raise SystemExit(f"--grid {grid} must divide the {side}x{side} token grid")
+    z = z.transpose(1, 2).reshape(z.shape[0], z.shape[2], side, side)
+    z = torch.nn.functional.avg_pool2d(z, side // grid)
+    return z.flatten(1).cpu().numpy()
 
 
 def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
@@ -41,12 +50,12 @@ def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
     return float(np.mean(1 - ss_res / ss_tot))
 
 
-def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int):
+def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
     feats, ee, obj = [], [], []
     for i in episodes:
         frames = dataset.read_episode_frames(i)[:max_frames]
         table = dataset.steps(i)
-        feats.append(pooled_features(enc, frames))
+        feats.append(pooled_features(enc, frames, grid))
         ee.append(table.state[: len(frames), :3])
         key = next((k for k in OBJECT_KEYS if k in table.extra), None)
         obj.append(None if key is None else np.asarray(table.extra[key])[: len(frames), :3])
@@ -62,6 +71,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--max-frames", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--grid", type=int, default=1, help="pool tokens to a grid x grid map (1 = mean)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = open_dataset(args.data)
@@ -72,10 +84,13 @@ def main() -> None:
     ours = FrozenEncoder.from_checkpoint(args.encoder)
     torch.manual_seed(0)
     random_enc = FrozenEncoder(VisionTransformer(ours.encoder.cfg), ours.preprocess_cfg)
-    print(f"{len(train_eps)} train / {n_test} held-out episodes; ridge alpha={args.alpha}")
+    print(
+        f"{len(train_eps)} train / {n_test} held-out episodes; ridge alpha={args.alpha}; "
+        f"features pooled to a {args.grid}x{args.grid} grid"
+    )
     for name, enc in (("ours", ours), ("random", random_enc)):
-        x_tr, ee_tr, obj_tr = collect(dataset, enc, train_eps, args.max_frames)
-        x_te, ee_te, obj_te = collect(dataset, enc, test_eps, args.max_frames)
+        x_tr, ee_tr, obj_tr = collect(dataset, enc, train_eps, args.max_frames, args.grid)
+        x_te, ee_te, obj_te = collect(dataset, enc, test_eps, args.max_frames, args.grid)
         r2_ee = ridge_r2(x_tr, ee_tr, x_te, ee_te, args.alpha)
         r2_obj = (
             f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f}"

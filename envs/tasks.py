@@ -21,7 +21,9 @@ Success thresholds (``info["is_success"]``):
 - reach_with_object: object held and within 4 cm of its goal position.
 - grasp: object held and lifted >= 5 cm above its resting height.
 - pick_place: object within 4 cm (xy) of the target, resting on the table (|z - rest| < 1 cm,
-  speed < 5 cm/s) and the gripper commanded open.
+  speed < 5 cm/s), the gripper commanded open, and the object was held and lifted >= 3 cm at
+  some step of the episode (pushing or dragging it there does not count). That one bit of
+  history is part of the task state: :meth:`PickPlaceEnv.get_sim_state` appends it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ _TABLE_LOW, _TABLE_HIGH = np.array([0.42, -0.18]), np.array([0.62, 0.18])
 _GOAL_LOW, _GOAL_HIGH = np.array([0.35, -0.22, 0.14]), np.array([0.65, 0.22, 0.38])
 _MIN_SEPARATION_M = 0.12
 _LIFT_GOAL_M = 0.10
+_PICKED_LIFT_M = 0.03  # pick_place: held this far above the rest height counts as picked up
+_NOT_PICKED_COST = 0.5  # pick_place task_distance offset before the pick (after-pick is lower)
 _PLACE_MARGIN = np.array([0.02, 0.04])  # place targets may lie a bit outside the object region
 
 
@@ -206,7 +210,8 @@ class GraspEnv(_ObjectTask):
 
 class PickPlaceEnv(_ObjectTask):
     """Move the object to a target on the table and release it (sub-goals: grasped, carried,
-    placed). Success: within 4 cm (xy) of the target, resting, gripper open."""
+    placed). Success: picked up (held, lifted >= 3 cm) at some step, then within 4 cm (xy) of
+    the target, resting, gripper open."""
 
     task_name = "pick_place"
 
@@ -237,20 +242,51 @@ class PickPlaceEnv(_ObjectTask):
         ]
         return GoalConfig(ee_pos=tuple(_start_ee(rng)), object_poses=poses), goals
 
+    picked: bool = False  # held and lifted >= _PICKED_LIFT_M at some step of this episode
+
+    def _render_goals(self, goals) -> None:
+        self.picked = True  # every goal state lies past the pick
+        super()._render_goals(goals)
+        self.picked = False
+
+    def get_sim_state(self) -> np.ndarray:
+        """The arm/physics state of :meth:`ArmEnv.get_sim_state` plus the ``picked`` bit."""
+        return np.append(super().get_sim_state(), float(self.picked))
+
+    def set_sim_state(self, state: np.ndarray) -> None:
+        state = np.asarray(state, dtype=np.float64)
+        if state.ndim != 1 or state.shape[0] < 1:
+            raise ValueError(f"sim state must be a 1-D array, got shape {state.shape}")
+        super().set_sim_state(state[:-1])
+        self.picked = bool(state[-1] > 0.5)
+
+    def simulate(self, action) -> np.ndarray:
+        applied = super().simulate(action)
+        if not self.picked and self.object_held(self.object_name):
+            lift = self.object_pose(self.object_name)[0][2] - self.rest_z
+            self.picked = bool(lift >= _PICKED_LIFT_M)
+        return applied
+
     def _xy_err(self) -> float:
         return float(np.linalg.norm(self.object_pose(self.object_name)[0][:2] - self.place_target))
 
     def _is_success(self) -> bool:
         z = self.object_pose(self.object_name)[0][2]
         resting = abs(z - self.rest_z) < 0.01 and self.object_speed(self.object_name) < 0.05
-        return self._xy_err() < 0.04 and resting and self.gripper_cmd < 0.5
+        return self.picked and self._xy_err() < 0.04 and resting and self.gripper_cmd < 0.5
 
     def task_distance(self) -> float:
         obj = self.object_pose(self.object_name)[0]
+        if not self.picked:  # shaped like grasp: reach it, close on it, lift it
+            held = self.object_held(self.object_name)
+            grip_err = abs(self.gripper_cmd - float(self._grasp_gap() < 0.015 or held))
+            shortfall = max(0.0, self.rest_z + _PICKED_LIFT_M - float(obj[2]))
+            return _NOT_PICKED_COST + self._grasp_gap() + shortfall + 0.05 * grip_err
         dist = float(np.linalg.norm(obj - self.goal_object_pos))
         if self._xy_err() >= 0.04:
             return dist + self._grasp_gap()
         return dist + 0.5 * float(np.linalg.norm(self.ee_state()[:3] - self.goal_state[:3]))
 
     def _task_info(self) -> dict[str, Any]:
-        return {**super()._task_info(), "place_target": self.place_target.copy()}
+        info = {**super()._task_info(), "place_target": self.place_target.copy()}
+        return {**info, "picked": self.picked}

@@ -6,6 +6,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.experts import make_expert
 from envs.rotations import apply_delta
 
 TASK_IDS = list(envs.TASKS.values())
@@ -153,3 +154,31 @@ def test_env_yaml_configs_build_envs():
         env = gym.make(env_id, disable_env_checker=True, **cfg["kwargs"])
         assert env.unwrapped.cfg == envs.EnvConfig(**cfg["kwargs"])
         env.close()
+
+
+def test_pick_place_success_needs_a_pick_not_a_drag():
+    env = gym.make("wm/PickPlace-v0", disable_env_checker=True)
+    _, info = env.reset(seed=5)
+    u = env.unwrapped
+    assert info["picked"] is False
+    placed = u.goal_sim_states[-1].copy()
+    u.set_sim_state(placed)
+    assert u.picked and u._is_success()
+    placed[-1] = 0.0  # the same scene, but the object never left the table: a drag
+    u.set_sim_state(placed)
+    assert not u.picked and not u._is_success()
+    assert u.task_distance() >= 0.5  # the oracle's cost prefers any picked state
+    with pytest.raises(ValueError, match="sim state"):
+        u.set_sim_state(placed[:-2])
+    # the scripted expert picks the object up on the way: the bit flips during the episode
+    env.reset(seed=5)
+    expert = make_expert(env, mode="expert")
+    obs, info = env.reset(seed=5)
+    picked_at = None
+    for t in range(60):
+        obs, _, _, _, info = env.step(expert.act(obs, info))
+        if info["picked"] and picked_at is None:
+            picked_at = t
+            assert info["object_held"]
+    assert picked_at is not None and info["is_success"]
+    env.close()
