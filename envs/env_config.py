@@ -30,6 +30,11 @@ class EnvConfig:
         home_ee_pos: end-effector position of the rest posture (pointing down).
         num_eval_instances: valid ``options["task_id"]`` are ``0 .. num_eval_instances - 1``.
         settle_s: physics time simulated after placing the start configuration.
+        approach_subgoals: grasp and pick_place put two approach images before their published
+            sub-goals: hover 8 cm above the object, then at the object, gripper open. Without
+            them a greedy planner matches the closed gripper of the grasped image long before
+            it reaches the object. False: the published schedule (pick_place: grasped,
+            carried, placed; grasp: the goal alone).
     """
 
     image_size: int = 64
@@ -50,6 +55,7 @@ class EnvConfig:
     home_ee_pos: tuple[float, float, float] = (0.45, 0.0, 0.3)
     num_eval_instances: int = 50
     settle_s: float = 0.2
+    approach_subgoals: bool = True
 
     def __post_init__(self) -> None:
         for name in (

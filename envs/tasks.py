@@ -8,8 +8,10 @@ Shared facts (see :mod:`envs.arm_env` for control and state):
 - Goals keep the gripper pointing down (orientation Euler [0, 0, 0]) and lie 8-20 cm (reach,
   reach-with-object) or 12-25 cm (pick-and-place) from the start, i.e. a few 5 cm steps away.
 - ``info["subgoal_rgbs"]``: pick-and-place gives [grasped, carried, placed]; the others give
-  [goal]. ``info["goal_rgb"]`` is always the last one. ``env.unwrapped.goal_sim_states`` holds
-  the sim states they were rendered from.
+  [goal]. With ``EnvConfig.approach_subgoals`` (default) grasp and pick-and-place start the
+  list with two approach images: [hover 8 cm above the object, at the object], gripper open.
+  ``info["goal_rgb"]`` is always the last one. ``env.unwrapped.goal_sim_states`` holds the sim
+  states they were rendered from.
 - Privileged info (experts / oracle only): ``ee_state``, ``object_name``, ``object_pos``,
   ``object_held`` (both pads touch it, gripper commanded closed), ``object_rest_z``,
   ``goal_state`` (EE state of the final goal), ``goal_object_pos``, ``subgoal_states``,
@@ -46,6 +48,7 @@ _LIFT_GOAL_M = 0.10
 _PICKED_LIFT_M = 0.03  # pick_place: held this far above the rest height counts as picked up
 _NOT_PICKED_COST = 0.5  # pick_place task_distance offset before the pick (after-pick is lower)
 _PLACE_MARGIN = np.array([0.02, 0.04])  # place targets may lie a bit outside the object region
+_HOVER_M = 0.08  # approach sub-goal: EE this far above the object's centre
 
 
 def _yaw_quat(yaw: float) -> np.ndarray:
@@ -108,6 +111,14 @@ class _ObjectTask(ArmEnv):
             "goal_object_pos": self.goal_object_pos.copy(),
             "subgoal_states": [s.copy() for s in self.subgoal_states],
         }
+
+    def _approach(self, obj: np.ndarray) -> tuple[list[np.ndarray], list[GoalConfig]]:
+        """Approach sub-goal states and configs (hover above, then at the object; gripper open),
+        or nothing when ``EnvConfig.approach_subgoals`` is off."""
+        if not self.cfg.approach_subgoals:
+            return [], []
+        points = [obj + np.array([0.0, 0.0, _HOVER_M]), obj.copy()]
+        return [_state(p, 0.0) for p in points], [GoalConfig(ee_pos=tuple(p)) for p in points]
 
     def _grasp_gap(self) -> float:
         """Distance from the EE site to the object's centre (m)."""
@@ -189,11 +200,12 @@ class GraspEnv(_ObjectTask):
         obj = poses[self.object_name][0]
         self.goal_object_pos = obj + np.array([0.0, 0.0, _LIFT_GOAL_M])
         self.goal_state = _state(self.goal_object_pos, 1.0)
-        self.subgoal_states = [self.goal_state]
+        approach_states, approach = self._approach(obj)
+        self.subgoal_states = [*approach_states, self.goal_state]
         goal = GoalConfig(
             ee_pos=tuple(self.goal_object_pos), gripper=1.0, held_object=self.object_name
         )
-        return GoalConfig(ee_pos=tuple(start), object_poses=poses), [goal]
+        return GoalConfig(ee_pos=tuple(start), object_poses=poses), [*approach, goal]
 
     def _is_success(self) -> bool:
         lifted = self.object_pose(self.object_name)[0][2] >= self.rest_z + 0.05
@@ -232,10 +244,13 @@ class PickPlaceEnv(_ObjectTask):
         held = {"gripper": 1.0, "held_object": self.object_name}
         above = self.goal_object_pos + np.array([0.0, 0.0, _LIFT_GOAL_M])
         release = self.goal_object_pos + np.array([0.0, 0.0, 0.08])
-        self.subgoal_states = [_state(obj, 1.0), _state(above, 1.0), _state(release, 0.0)]
+        approach_states, approach = self._approach(obj)
+        published = [_state(obj, 1.0), _state(above, 1.0), _state(release, 0.0)]
+        self.subgoal_states = [*approach_states, *published]
         self.goal_state = self.subgoal_states[-1]
         placed_pose = {self.object_name: (self.goal_object_pos, poses[self.object_name][1])}
         goals = [
+            *approach,
             GoalConfig(ee_pos=tuple(obj), **held),
             GoalConfig(ee_pos=tuple(above), **held),
             GoalConfig(ee_pos=tuple(release), gripper=0.0, object_poses=placed_pose),

@@ -11,7 +11,7 @@ through one episode and returns its :class:`EpisodeResult`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,11 +39,19 @@ class Agent(Protocol):
     def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]: ...
 
 
-def goal_schedule(
-    info: dict, budgets: Sequence[int] | None
-) -> tuple[list[np.ndarray], list | None]:
+Budgets = Sequence[int] | Mapping[str, Sequence[int]] | None
+# Control steps per sub-goal image within the tasks' time limits (envs.MAX_EPISODE_STEPS),
+# for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, lifted;
+# pick_place = hover, at object, grasped, carried, placed.
+SUBGOAL_BUDGETS = {"grasp": (8, 6, 26), "pick_place": (8, 6, 8, 14, 24)}
+
+
+def goal_schedule(info: dict, budgets: Budgets) -> tuple[list[np.ndarray], list | None]:
     """Goal images and step budgets of an episode: the sub-goals when there are several and
-    ``budgets`` fits them (or is None: threshold switching), else the final goal alone."""
+    ``budgets`` fits them (or is None: threshold switching), else the final goal alone.
+    ``budgets`` may map task names (``info["task"]``) to their budgets."""
+    if isinstance(budgets, Mapping):
+        budgets = budgets.get(info.get("task"), ())
     subgoals = list(info.get("subgoal_rgbs") or [info["goal_rgb"]])
     if len(subgoals) > 1 and (budgets is None or len(budgets) == len(subgoals)):
         return subgoals, None if budgets is None else list(budgets)
@@ -82,7 +90,7 @@ class PlannerAgent:
         dynamics: LatentDynamics,
         planner: Any,
         mpc_cfg: MPCConfig | None = None,
-        subgoal_budgets: Sequence[int] | None = None,
+        subgoal_budgets: Budgets = None,
     ) -> None:
         self.mpc = MPCController(dynamics, planner, cfg=mpc_cfg)
         self.subgoal_budgets = subgoal_budgets
@@ -110,7 +118,7 @@ class ReferenceCEMAgent:
         self,
         dynamics: LatentDynamics,
         cfg=None,
-        subgoal_budgets: Sequence[int] | None = None,
+        subgoal_budgets: Budgets = None,
         device: str = "cpu",
     ) -> None:
         self.dynamics, self.cfg = dynamics, cfg or reference_cem_config()

@@ -20,11 +20,15 @@ from tqdm import tqdm
 
 import envs
 from planning.cem import CEMConfig, CEMPlanner
-from planning.harness.agents import Agent, OracleAgent, PlannerAgent, run_episode
+from planning.harness.agents import (
+    SUBGOAL_BUDGETS,
+    Agent,
+    OracleAgent,
+    PlannerAgent,
+    run_episode,
+)
 from planning.mpc import MPCConfig
 
-# Control steps per sub-goal of pick_place (grasped, carried, placed), within its 60-step limit.
-PICK_PLACE_BUDGETS = (18, 14, 28)
 # CEM budget (samples, iterations) per action: world model / simulator oracle (~2 ms a sample).
 WM_BUDGET, ORACLE_BUDGET = (256, 5), (48, 3)
 
@@ -48,9 +52,7 @@ def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None
         return OracleAgent(CEMPlanner(cem))
     from worldmodel.world_model import WorldModel
 
-    return PlannerAgent(
-        WorldModel.load(model_dir), CEMPlanner(cem), MPCConfig(), PICK_PLACE_BUDGETS
-    )
+    return PlannerAgent(WorldModel.load(model_dir), CEMPlanner(cem), MPCConfig(), SUBGOAL_BUDGETS)
 
 
 def run_demo(

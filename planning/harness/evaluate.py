@@ -30,6 +30,7 @@ from tqdm import tqdm
 import envs
 from planning.cem import CEMConfig, CEMPlanner, reference_cem_config
 from planning.harness.agents import (
+    SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
     PlannerAgent,
@@ -55,8 +56,9 @@ class EvalConfig:
     """What wm-eval runs. ``episodes_per_method`` overrides ``episodes`` per method;
     ``max_steps`` overrides ``envs.MAX_EPISODE_STEPS`` per task; ``oracle_cem`` None = the
     ``cem`` config (same planner and budget as wm_cem); ``video_every`` k > 0 writes an mp4 of
-    every k-th episode; ``subgoal_budgets`` are pick_place's grasped/carried/placed step
-    budgets (None: switch on ``mpc.subgoal_energy_threshold``)."""
+    every k-th episode; ``subgoal_budgets`` maps a task to the step budget of each of its
+    sub-goal images (see envs.tasks; a task without budgets plans to its final goal alone);
+    None switches sub-goals on ``mpc.subgoal_energy_threshold``."""
 
     tasks: tuple[str, ...] = ("reach",)
     methods: tuple[str, ...] = ("random", "oracle_cem")
@@ -75,7 +77,9 @@ class EvalConfig:
     reference_cem: CEMConfig = field(default_factory=reference_cem_config)
     oracle_cem: CEMConfig | None = None
     mpc: MPCConfig = field(default_factory=MPCConfig)
-    subgoal_budgets: tuple[int, ...] | None = (18, 14, 28)
+    subgoal_budgets: Mapping[str, tuple[int, ...]] | None = field(
+        default_factory=lambda: dict(SUBGOAL_BUDGETS)
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (("tasks", envs.TASKS), ("methods", METHODS)):
@@ -93,7 +97,12 @@ class EvalConfig:
         if self.video_every < 0 or not 16 <= self.image_size <= 2048:
             raise ValueError(f"EvalConfig: bad video_every/image_size {self.video_every}")
         if self.subgoal_budgets is not None:
-            object.__setattr__(self, "subgoal_budgets", tuple(int(b) for b in self.subgoal_budgets))
+            budgets = {str(k): tuple(int(b) for b in v) for k, v in self.subgoal_budgets.items()}
+            if set(budgets) - set(envs.TASKS) or any(
+                min(v, default=0) < 1 for v in budgets.values()
+            ):
+                raise ValueError(f"EvalConfig.subgoal_budgets: bad tasks or budgets {budgets}")
+            object.__setattr__(self, "subgoal_budgets", budgets)
 
     def steps_for(self, task: str) -> int:
         return int(self.max_steps.get(task, envs.MAX_EPISODE_STEPS[task]))
@@ -112,7 +121,7 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         "seed": cfg.seed, "planner": None if planner is None else asdict(planner),
         "mpc": asdict(cfg.mpc) if method != "random" else None,
         "model": cfg.model if METHODS[method] else None,
-        "budgets": cfg.subgoal_budgets if METHODS[method] else None,
+        "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
     }  # fmt: skip
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

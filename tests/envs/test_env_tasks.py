@@ -1,5 +1,7 @@
 """The wm/* gymnasium envs: API, determinism, goal images, clipping, success at the goal."""
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def test_goal_images_are_renders_of_successful_goal_states(env):
     obs, info = env.reset(seed=11)
     start = u.get_sim_state()
     subgoals = info["subgoal_rgbs"]
-    assert len(subgoals) == (3 if u.task_name == "pick_place" else 1)
+    assert len(subgoals) == {"pick_place": 5, "grasp": 3}.get(u.task_name, 1)
     assert len(u.goal_sim_states) == len(subgoals)
     np.testing.assert_array_equal(subgoals[-1], info["goal_rgb"])
     for rgb, state in zip(subgoals, u.goal_sim_states, strict=True):
@@ -69,8 +71,8 @@ def test_goal_images_are_renders_of_successful_goal_states(env):
     u.set_sim_state(start)
     assert not u._is_success()
     assert not np.array_equal(u.render_rgb(), info["goal_rgb"])
-    if len(subgoals) == 3:
-        assert not np.array_equal(subgoals[0], subgoals[1])
+    for a, b in itertools.pairwise(subgoals):  # each sub-goal image shows a new scene
+        assert not np.array_equal(a, b)
 
 
 def test_action_clipping_is_reported():
@@ -182,3 +184,26 @@ def test_pick_place_success_needs_a_pick_not_a_drag():
             assert info["object_held"]
     assert picked_at is not None and info["is_success"]
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ["wm/Grasp-v0", "wm/PickPlace-v0"])
+def test_approach_subgoals_hover_then_reach_the_object_open(env_id):
+    env = gym.make(env_id, disable_env_checker=True)
+    _, info = env.reset(seed=3)
+    u = env.unwrapped
+    obj = info["object_pos"]
+    hover, at_object = info["subgoal_states"][:2]
+    np.testing.assert_allclose(hover[:3], obj + np.array([0.0, 0.0, 0.08]), atol=1e-3)
+    np.testing.assert_allclose(at_object[:3], obj, atol=1e-3)
+    assert hover[6] == at_object[6] == 0.0  # open
+    for sim_state, ee in zip(u.goal_sim_states[:2], (hover, at_object), strict=True):
+        u.set_sim_state(sim_state)  # rendered poses: EE where asked, object untouched
+        np.testing.assert_allclose(u.ee_state()[:3], ee[:3], atol=0.01)
+        np.testing.assert_allclose(u.object_pose(u.object_name)[0], obj, atol=2e-3)
+    published = gym.make(env_id, approach_subgoals=False, disable_env_checker=True)
+    _, info_p = published.reset(seed=3)
+    n = len(info["subgoal_rgbs"])
+    assert len(info_p["subgoal_rgbs"]) == n - 2
+    np.testing.assert_array_equal(info_p["goal_rgb"], info["goal_rgb"])
+    env.close()
+    published.close()

@@ -104,6 +104,14 @@ def test_goal_schedule_and_random_agent():
     assert len(goals) == 3 and budgets == [2, 3, 4]
     goals, budgets = goal_schedule(info, (5,))  # budgets that do not fit: final goal only
     assert len(goals) == 1 and goals[0] is imgs[-1] and budgets is None
+    per_task = {"grasp": (1, 2, 3), "pick_place": (4, 5)}
+    goals, budgets = goal_schedule({**info, "task": "grasp"}, per_task)
+    assert len(goals) == 3 and budgets == [1, 2, 3]
+    for task in ("pick_place", "reach"):  # misfit or no budgets for the task: final goal only
+        goals, budgets = goal_schedule({**info, "task": task}, per_task)
+        assert len(goals) == 1 and budgets is None
+    with pytest.raises(ValueError, match="subgoal_budgets"):
+        EvalConfig(subgoal_budgets={"pick_place": (8, 0)})
 
     class Box:
         low, high = -np.ones(7, np.float32), np.ones(7, np.float32)
