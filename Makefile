@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test test-slow lint format demo bench clean
+.PHONY: venv test test-slow lint format demo eval model clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,16 @@ format: venv
 
 demo: venv
 	$(VENV)/bin/wm-demo
+
+# The README's evaluation table (resumable: rerun after a kill and finished episodes are kept).
+eval: venv
+	$(VENV)/bin/wm-eval model=models/shipped out_dir=outputs/eval_shipped workers=2 \
+		episodes=50 tasks=[reach,reach_with_object,grasp,pick_place] \
+		methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem]
+
+# Rebuild models/shipped with the CPU recipe (collect -> pretrain -> cache -> train; resumable).
+model: venv
+	. $(VENV)/bin/activate && bash demos/recipe_cpu.sh
 
 clean:
 	rm -rf outputs runs .pytest_cache

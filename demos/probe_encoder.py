@@ -5,6 +5,12 @@ xyz (``object_pos``/``obj_pos``/``object_xyz``), and reports R^2 for our encoder
 randomly initialised encoder of the same architecture in the same run, plus the per-dim
 feature std of the pooled features (a collapse check: a collapsed encoder has std ~ 0).
 
+Our envs put two objects on the table and draw the task object per episode, so "the task
+object's xyz" is not a function of the image (nothing shows which object it is). The probe
+therefore also reports R^2 per object kind (``object_xyz[cube]``: the cube's xyz, fitted and
+tested on the episodes whose task object is the cube), recovering the kind by replaying
+``reset(seed)`` of the recorded env; this is the object figure of the quality gate.
+
     python demos/probe_encoder.py --data data/reach --encoder runs/pretrain/encoder
 """
 
@@ -12,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 
+import gymnasium as gym
 import numpy as np
 import torch
 
+import envs  # noqa: F401  (registers the wm/* envs)
 from worldmodel.data.episodes import open_dataset
 from worldmodel.encoder import VisionTransformer
 from worldmodel.frozen import FrozenEncoder
@@ -51,6 +59,7 @@ def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
 
 
 def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
+    """Features, EE xyz, object xyz (or None) and the frame count of each episode."""
     feats, ee, obj = [], [], []
     for i in episodes:
         frames = dataset.read_episode_frames(i)[:max_frames]
@@ -60,7 +69,32 @@ def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 
         key = next((k for k in OBJECT_KEYS if k in table.extra), None)
         obj.append(None if key is None else np.asarray(table.extra[key])[: len(frames), :3])
     has_obj = all(o is not None for o in obj)
-    return np.concatenate(feats), np.concatenate(ee), (np.concatenate(obj) if has_obj else None)
+    objs = np.concatenate(obj) if has_obj else None
+    return np.concatenate(feats), np.concatenate(ee), objs, [len(f) for f in feats]
+
+
+def task_object_names(dataset, episodes) -> list[str] | None:
+    """The task object's name of each episode, by replaying ``reset(seed)`` of the recorded env
+    (None when the dataset does not record seeds or the env has no ``object_name``)."""
+    try:
+        env = gym.make(dataset.meta.env_id, image_size=16)
+    except Exception:  # not one of our envs: no per-object figures
+        return None
+    names = []
+    for i in episodes:
+        seed = dataset.steps(i).extra.get("seed")
+        if seed is None:
+            return None
+        _, info = env.reset(seed=int(seed))
+        if "object_name" not in info:
+            return None
+        names.append(str(info["object_name"]))
+    env.close()
+    return names
+
+
+def per_frame(names: list[str], feats_per_episode: list[int]) -> np.ndarray:
+    return np.concatenate([[n] * k for n, k in zip(names, feats_per_episode, strict=True)])
 
 
 def main() -> None:
@@ -88,15 +122,20 @@ def main() -> None:
         f"{len(train_eps)} train / {n_test} held-out episodes; ridge alpha={args.alpha}; "
         f"features pooled to a {args.grid}x{args.grid} grid"
     )
+    names_tr, names_te = task_object_names(dataset, train_eps), task_object_names(dataset, test_eps)
     for name, enc in (("ours", ours), ("random", random_enc)):
-        x_tr, ee_tr, obj_tr = collect(dataset, enc, train_eps, args.max_frames, args.grid)
-        x_te, ee_te, obj_te = collect(dataset, enc, test_eps, args.max_frames, args.grid)
+        x_tr, ee_tr, obj_tr, n_tr = collect(dataset, enc, train_eps, args.max_frames, args.grid)
+        x_te, ee_te, obj_te, n_te = collect(dataset, enc, test_eps, args.max_frames, args.grid)
         r2_ee = ridge_r2(x_tr, ee_tr, x_te, ee_te, args.alpha)
-        r2_obj = (
-            f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f}"
-            if obj_tr is not None and obj_te is not None
-            else "n/a (no object_pos in steps.npz)"
-        )
+        r2_obj = "n/a (no object_pos in steps.npz)"
+        if obj_tr is not None and obj_te is not None:
+            r2_obj = f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f} (task object)"
+            if names_tr is not None and names_te is not None:
+                k_tr, k_te = per_frame(names_tr, n_tr), per_frame(names_te, n_te)
+                for kind in sorted(set(names_tr) & set(names_te)):
+                    a, b = k_tr == kind, k_te == kind
+                    r2 = ridge_r2(x_tr[a], obj_tr[a], x_te[b], obj_te[b], args.alpha)
+                    r2_obj += f" object_xyz[{kind}]={r2:.3f}"
         std = x_tr.std(0)
         print(
             f"{name:7s} R2 ee_xyz={r2_ee:.3f} object_xyz={r2_obj}  feature std per dim: "

@@ -46,8 +46,21 @@ class PredictorConfig:
     pool_kernel: int = 1
     norm_eps: float = 1e-6
     init_std: float = 0.02
+    # CPU-budget options (off in the published layout): ``action_scale`` multiplies each action
+    # dim before the action encoder (e.g. 1 / per-step bound, so a 5 cm step reads as 1, not
+    # 0.05: Adam then learns its weights at the pace of the others); ``predict_delta`` adds the
+    # input frame latent to the output, so the blocks learn the change, not the whole frame.
+    action_scale: tuple[float, ...] | None = None
+    predict_delta: bool = False
 
     def __post_init__(self) -> None:
+        if self.action_scale is not None:
+            object.__setattr__(self, "action_scale", tuple(float(v) for v in self.action_scale))
+            if len(self.action_scale) != self.action_dim:
+                raise ValueError(
+                    f"action_scale has {len(self.action_scale)} entries, action_dim is "
+                    f"{self.action_dim}"
+                )
         for name in ("encoder_dim", "width", "depth", "num_heads", "mlp_dim", "pool_kernel"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PredictorConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -75,10 +88,13 @@ class PredictorConfig:
         return self.grid[0] * self.grid[1]
 
 
+# 1 / the per-step action bounds of our envs (5 cm, 0.25 rad, gripper 1): actions read as O(1).
+CPU_ACTION_SCALE = (20.0, 20.0, 20.0, 4.0, 4.0, 4.0, 1.0)
+
 PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
     # Published V-JEPA 2-AC predictor on ViT-g features (1408-D, 16x16 grid at 256 px).
     "vjepa2_ac": PredictorConfig(),
-    # CPU-sized: small encoder features pooled 8x8 -> 4x4.
+    # CPU-sized: small encoder features pooled 8x8 -> 4x4; scaled actions, delta prediction.
     "tiny": PredictorConfig(
         encoder_dim=192,
         width=128,
@@ -87,6 +103,8 @@ PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
         mlp_dim=512,
         input_grid=(8, 8),
         pool_kernel=2,
+        action_scale=CPU_ACTION_SCALE,
+        predict_delta=True,
     ),
     "small": PredictorConfig(
         encoder_dim=384,
@@ -96,6 +114,8 @@ PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
         mlp_dim=1024,
         input_grid=(16, 16),
         pool_kernel=4,
+        action_scale=CPU_ACTION_SCALE,
+        predict_delta=True,
     ),
 }
 
@@ -237,6 +257,8 @@ class ACPredictor(nn.Module):
                 f"expected z (B,T,{self.cfg.tokens_per_frame},D), actions/states (B,T,7); got "
                 f"{tuple(z.shape)}, {tuple(actions.shape)}, {tuple(states.shape)}"
             )
+        if self.cfg.action_scale is not None:
+            actions = actions * actions.new_tensor(self.cfg.action_scale)
         x = torch.cat(
             [
                 self.action_encoder(actions)[:, :, None],  # (B, T, 1, W)
@@ -253,4 +275,5 @@ class ACPredictor(nn.Module):
         if cache is not None:
             cache.advance(T)
         x = x.view(B, T, self.tokens_per_step, -1)[:, :, COND_TOKENS:]  # (B, T, N, W)
-        return self.predictor_proj(self.predictor_norm(x))
+        out = self.predictor_proj(self.predictor_norm(x))
+        return z + out if self.cfg.predict_delta else out

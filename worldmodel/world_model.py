@@ -174,6 +174,8 @@ def predictor_config_from_dict(raw: dict, source: str) -> PredictorConfig:
     try:
         raw = dict(raw)
         raw["input_grid"] = tuple(raw["input_grid"])
+        if raw.get("action_scale") is not None:
+            raw["action_scale"] = tuple(raw["action_scale"])
         return PredictorConfig(**raw)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{source}: bad predictor config ({err})") from err

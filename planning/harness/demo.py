@@ -1,11 +1,12 @@
 """wm-demo: goal-image planning in simulation, with progress, success, seconds per action, mp4.
 
-With a world-model folder (``--model``, default ``models/shipped``) the MPC plans with CEM in
-that model's latent space from the goal images alone (pick_place: the grasped / carried /
-placed sub-goal images on step budgets). Without one (none ships yet) it says so and runs the
-same CEM on the *simulator oracle* (:class:`planning.harness.oracle.SimOracleDynamics`: the
-physics as dynamics, the privileged task distance as cost): an upper bound that exercises the
-planner, the episode loop and the videos, not a world-model result.
+With a world-model folder (``--model``, default ``models/shipped``, the CPU model this repo
+ships) the MPC plans with CEM in that model's latent space from the goal images alone
+(pick_place: the hover / at-object / grasped / carried / placed sub-goal images on step
+budgets). Without one it says so and runs the same CEM on the *simulator oracle*
+(:class:`planning.harness.oracle.SimOracleDynamics`: the physics as dynamics, the privileged
+task distance as cost): an upper bound that exercises the planner, the episode loop and the
+videos, not a world-model result.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None
     is_model = model_dir.is_dir()
     if not is_model:
         print(
-            f"wm-demo: no world model at {model_dir} (none ships yet); planning with the "
+            f"wm-demo: no world model at {model_dir}; planning with the "
             "simulator oracle (physics + privileged task distance) instead"
         )
     default_s, default_i = WM_BUDGET if is_model else ORACLE_BUDGET

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -158,3 +160,25 @@ def test_config_validation():
         PredictorConfig(width=30, num_heads=4)
     with pytest.raises(ValueError, match="pool_kernel"):
         PredictorConfig(input_grid=(6, 6), pool_kernel=4)
+
+
+def test_predict_delta_and_action_scale():
+    base = PredictorConfig(
+        encoder_dim=12, width=24, depth=2, num_heads=2, mlp_dim=48, input_grid=(2, 2)
+    )
+    torch.manual_seed(0)
+    z, states = torch.randn(2, 3, 4, 12), torch.randn(2, 3, 7)
+    actions = torch.randn(2, 3, 7) * 0.05
+    delta = ACPredictor(replace(base, predict_delta=True)).eval()
+    with torch.no_grad():
+        delta.predictor_proj.weight.zero_()
+        torch.testing.assert_close(delta(z, actions, states), z)  # zero change: copy the input
+    plain = ACPredictor(base).eval()
+    scale = (20.0, 20.0, 20.0, 4.0, 4.0, 4.0, 1.0)
+    scaled = ACPredictor(replace(base, action_scale=scale)).eval()
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # scaling the input == scaling the encoder's weight columns
+        plain.action_encoder.weight.mul_(torch.tensor(scale))
+    torch.testing.assert_close(scaled(z, actions, states), plain(z, actions, states))
+    with pytest.raises(ValueError, match="action_scale"):
+        PredictorConfig(action_scale=(1.0, 2.0))
