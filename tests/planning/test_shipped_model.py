@@ -1,0 +1,38 @@
+"""The model committed under models/shipped: loads strictly, fits the size budget, plans."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+import envs
+from planning.cem import CEMConfig, CEMPlanner
+from planning.harness.agents import PlannerAgent, run_episode
+from worldmodel.world_model import WorldModel
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
+
+
+def test_shipped_model_loads_and_fits_the_size_budget():
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert 0 < size <= 25 * 2**20, f"models/shipped is {size / 2**20:.1f} MiB"
+    model = WorldModel.load(SHIPPED)
+    images = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    z = model.encode(images, torch.zeros(2, 7))
+    assert z.shape == (2, model.predictor.cfg.tokens_per_frame, model.predictor.cfg.encoder_dim)
+    pred = model.rollout(z, torch.zeros(2, 7), torch.zeros(2, 3, 1, 7))
+    assert pred.shape == (2, 3, 1, *z.shape[1:]) and torch.isfinite(pred).all()
+
+
+def test_shipped_model_plans_a_reach_to_its_goal_image():
+    """Goal-image reach from pixels alone at the eval budget (random actions: 0/50 in wm-eval)."""
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    model = WorldModel.load(SHIPPED)
+    agent = PlannerAgent(model, CEMPlanner(CEMConfig(samples=256, iterations=6, top_k=16)))
+    env = gym.make(envs.TASKS["reach"])
+    wins = 0
+    for task_id in (0, 1):
+        res = run_episode(env, agent, "wm_cem", task_id, task_id, 30, None)
+        wins += res.success
+    env.close()
+    assert wins == 2
