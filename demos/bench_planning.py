@@ -7,6 +7,11 @@ With ``--model <folder>`` the world model plans goal-image reach episodes in sim
 
     python demos/bench_planning.py --problems 10
     python demos/bench_planning.py --model models/shipped --problems 5
+    python demos/bench_planning.py --model models/shipped --problems 10 \
+        --budgets 16x3 32x4 64x5 128x6 256x6 --plot outputs/budget_curve.png
+
+``--budgets SxI ...`` runs CEM and iCEM at each budget (S samples x I iterations): success
+versus seconds per action on the same problems, the budget curve; ``--plot`` draws it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from planning.cem import CEMPlanner, reference_cem, reference_cem_config, shift_plan
-from planning.icem import ICEMPlanner
+from planning.cem import CEMConfig, CEMPlanner, reference_cem, reference_cem_config, shift_plan
+from planning.icem import ICEMConfig, ICEMPlanner
 from planning.toy import ToyDynamics, blank_images
 
 SUCCESS_M = 0.03
@@ -62,7 +67,20 @@ def toy_episode(method: str, toy: ToyDynamics, start, goal, max_steps: int):
     return float((state[0, :3] - goal_t[0, :3]).norm()) < SUCCESS_M, times
 
 
-def model_episodes(method: str, model_dir: Path, n: int, max_steps: int):
+def make_planner(method: str, budget: tuple[int, int] | None):
+    """CEM or iCEM, at their default budget or (samples, iterations)."""
+    cls, cfg_cls = (CEMPlanner, CEMConfig) if method == "cem" else (ICEMPlanner, ICEMConfig)
+    if budget is None:
+        return cls()
+    samples, iters = budget
+    extra = {"min_samples": min(48, samples)} if method == "icem" else {}
+    top_k = max(4, min(16, samples // 8))
+    return cls(cfg_cls(samples=samples, iterations=iters, top_k=top_k, **extra))
+
+
+def model_episodes(
+    method: str, model_dir: Path, n: int, max_steps: int, budget: tuple[int, int] | None = None
+):
     """Goal-image reach episodes with the world model; returns [(success, times)]."""
     import gymnasium as gym
 
@@ -74,7 +92,7 @@ def model_episodes(method: str, model_dir: Path, n: int, max_steps: int):
     if method == "reference":
         agent = ReferenceCEMAgent(wm)
     else:
-        agent = PlannerAgent(wm, CEMPlanner() if method == "cem" else ICEMPlanner())
+        agent = PlannerAgent(wm, make_planner(method, budget))
     env = gym.make(envs.TASKS["reach"], image_size=64)
     runs = [run_episode(env, agent, method, k, k, max_steps) for k in range(n)]
     return [(r.success, r.seconds_per_action) for r in runs]
@@ -86,18 +104,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--problems", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=12)
     p.add_argument("--methods", nargs="+", default=["reference", "cem", "icem"])
+    p.add_argument("--budgets", nargs="*", default=[], help="SxI budgets for cem/icem (model)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of success vs s/action")
+    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    try:
+        budgets = [tuple(int(v) for v in b.lower().split("x")) for b in args.budgets]
+        assert all(len(b) == 2 and min(b) >= 1 for b in budgets)
+    except (ValueError, AssertionError):
+        p.error(f"--budgets takes SxI pairs like 64x5, got {args.budgets}")
+    if budgets and args.model is None:
+        p.error("--budgets needs --model")
+    torch.set_num_threads(args.threads)
     toy = ToyDynamics()
     stats = {}
     for method in args.methods:
-        if args.model is not None:
-            runs = model_episodes(method, args.model, args.problems, args.max_steps)
-        else:
-            probs = toy_problems(args.problems, seed=0)
-            runs = [toy_episode(method, toy, s, g, args.max_steps) for s, g in probs]
-        times = [t for _, ts in runs for t in ts]
-        stats[method] = (sum(ok for ok, _ in runs), float(np.median(times)) if times else np.nan)
+        for budget in budgets if (budgets and method != "reference") else [None]:
+            if args.model is not None:
+                runs = model_episodes(method, args.model, args.problems, args.max_steps, budget)
+            else:
+                probs = toy_problems(args.problems, seed=0)
+                runs = [toy_episode(method, toy, s, g, args.max_steps) for s, g in probs]
+            times = [t for _, ts in runs for t in ts]
+            name = method if budget is None else f"{method} {budget[0]}x{budget[1]}"
+            stats[name] = (sum(ok for ok, _ in runs), float(np.median(times)) if times else np.nan)
+            print(f"{name}: {stats[name][0]}/{args.problems}, {stats[name][1]:.4f} s/action")
     base = stats.get("reference", (0, np.nan))[1]
     dyn = f"world model {args.model}" if args.model else "toy dynamics"
     print(f"\n{dyn}, {args.problems} problems, <= {args.max_steps} actions each\n")
@@ -105,6 +136,31 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|")
     for method, (wins, sec) in stats.items():
         print(f"| {method} | {wins}/{args.problems} | {sec:.4f} | {sec / base:.2f}x |")
+    if args.plot is not None:
+        plot_curve(stats, args.problems, args.plot, dyn)
+
+
+def plot_curve(stats: dict, n: int, path: Path, title: str) -> None:
+    """Success rate vs median seconds per action, one line per planner (log x axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for family in ("cem", "icem", "reference"):
+        pts = sorted((sec, wins / n) for name, (wins, sec) in stats.items()
+                     if name.split()[0] == family)  # fmt: skip
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-" if len(pts) > 1 else "s", label=family)
+    ax.set(xscale="log", xlabel="seconds per action (median)", ylabel="success rate",
+           title=title, ylim=(-0.05, 1.05))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Safety limits enforced inside every adapter; each clamp is returned and logged.
+"""Safety limits enforced inside every adapter; each clamp is returned and logged (a warning,
+except a gripper target saturating at its range, which planners do every step: debug).
 
 Order: reject malformed actions (shape, NaN/inf: ValueError), keep the xyz target in the
 workspace box, cap the xyz step norm, cap the rotation step norm, keep the gripper target in
@@ -116,7 +117,8 @@ class SafetyFilter:
                 out[g] = target - grip
                 reasons.append("gripper")
         report = ClampReport(requested.astype(np.float32), out.astype(np.float32), tuple(reasons))
-        if report.clamped:
-            log.warning("safety clamp (%s): requested %s sent %s", ",".join(reasons),
-                        np.round(requested, 4), np.round(out, 4))  # fmt: skip
+        if report.clamped:  # a gripper pushed past fully open/closed is routine: debug level
+            level = logging.DEBUG if reasons == ["gripper"] else logging.WARNING
+            log.log(level, "safety clamp (%s): requested %s sent %s", ",".join(reasons),
+                    np.round(requested, 4), np.round(out, 4))  # fmt: skip
         return report.sent, report

@@ -36,10 +36,12 @@ def test_safety_filter_each_limit(action, state_change, reason, caplog):
     if state_change is not None:
         state[state_change[0]] = state_change[1]
     filt = SafetyFilter(SafetyLimits())
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG):
         sent, report = filt.filter(np.array(action, np.float32), state)
     assert report.reasons == (reason,)
     assert reason in caplog.text
+    (record,) = caplog.records
+    assert record.levelno == (logging.DEBUG if reason == "gripper" else logging.WARNING)
     lim = filt.limits
     assert np.linalg.norm(sent[:3]) <= lim.max_translation_m + 1e-6
     assert np.linalg.norm(sent[3:6]) <= lim.max_rotation_rad + 1e-6
