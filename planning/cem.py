@@ -33,6 +33,10 @@ class CEMConfig:
     ``rotation``: "hold" fixes the layout's rotation dims at 0, "plan" samples them.
     ``xyz_bound``: "box" keeps xyz inside ``action_low/high``; "l1" also projects xyz onto the
     L1 ball of radius ``xyz_l1_radius_m``.
+    ``action_cost``: per-dim weights of an effort term ``sum_h sum_d w_d |a_hd| / half_range_d``
+    added to the energy (None: none, as published). A small gripper weight keeps the gripper
+    as it is unless the goal image pays for the change: the latent barely sees a finger gap,
+    so without it sampled gripper deltas drift and drop a held object.
     """
 
     samples: int = 256
@@ -50,6 +54,7 @@ class CEMConfig:
     xyz_l1_radius_m: float = 0.075
     layout: ActionLayout = field(default_factory=ActionLayout)
     seed: int = 0
+    action_cost: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         ints = {"samples": 1, "iterations": 1, "top_k": 1, "horizon": 1}
@@ -63,6 +68,11 @@ class CEMConfig:
                 raise ValueError(f"CEMConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 < self.min_std <= self.init_std:
             raise ValueError(f"CEMConfig needs 0 < min_std <= init_std, got {self.min_std}")
+        if self.action_cost is not None:
+            object.__setattr__(self, "action_cost", tuple(float(v) for v in self.action_cost))
+            if len(self.action_cost) != len(self.action_low) or min(self.action_cost) < 0:
+                raise ValueError(f"CEMConfig.action_cost must be {len(self.action_low)} weights "
+                                 f">= 0, got {self.action_cost}")  # fmt: skip
         object.__setattr__(self, "action_low", tuple(float(v) for v in self.action_low))
         object.__setattr__(self, "action_high", tuple(float(v) for v in self.action_high))
         if len(self.action_low) != len(self.action_high) or not self.action_low:
@@ -175,6 +185,14 @@ class CEMState(NamedTuple):
     elite_energy: Tensor  # (B, K)
 
 
+def effort(cfg: CEMConfig, bounds: ActionBounds, actions: Tensor) -> Tensor | float:
+    """(..., H, A) actions -> (...) weighted |a| / half-range summed over H and A (0 if off)."""
+    if cfg.action_cost is None:
+        return 0.0
+    w = torch.as_tensor(cfg.action_cost, dtype=actions.dtype, device=actions.device)
+    return (actions.abs() / bounds.half_range.clamp_min(1e-9) * w).sum(dim=(-2, -1))
+
+
 def cem_step(
     cfg: CEMConfig,
     bounds: ActionBounds,
@@ -240,7 +258,8 @@ class CEMPlanner:
         with torch.no_grad():
 
             def score(actions: Tensor) -> Tensor:
-                return energy_fn(dynamics.rollout(z, state, actions), z_goal)
+                energy = energy_fn(dynamics.rollout(z, state, actions), z_goal)
+                return energy + effort(cfg, bounds, actions)
 
             for _ in range(cfg.iterations):
                 it = cem_step(cfg, bounds, score, mean, std, gen)

@@ -27,6 +27,7 @@ from planning.cem import (
     Generators,
     PlanResult,
     check_inputs,
+    effort,
     initial_gaussian,
     make_generator,
     standard_normal,
@@ -135,6 +136,7 @@ class ICEMPlanner:
                 if i == cfg.iterations - 1:
                     cand = torch.cat([cand, bounds.project(mean)[:, None]], dim=1)
                 energy = energy_fn(dynamics.rollout(z, state, cand), z_goal)  # (B, S_i')
+                energy = energy + effort(cfg, bounds, cand)
                 evaluated += cand.shape[1]
                 if kept is not None:
                     cand = torch.cat([cand, kept], dim=1)
@@ -150,6 +152,7 @@ class ICEMPlanner:
             if not cfg.keep_best:  # return the final mean, scored once
                 best = bounds.project(mean)
                 best_energy = energy_fn(dynamics.rollout(z, state, best[:, None]), z_goal)[:, 0]
+                best_energy = best_energy + effort(cfg, bounds, best)
                 evaluated += 1
         spread = elites.std(dim=1).mean(dim=(1, 2))
         return PlanResult(

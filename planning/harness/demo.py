@@ -32,6 +32,8 @@ from planning.mpc import MPCConfig
 
 # CEM budget (samples, iterations) per action: world model / simulator oracle (~2 ms a sample).
 WM_BUDGET, ORACLE_BUDGET = (256, 5), (48, 3)
+# Effort weight on the gripper delta, as in configs/eval.yaml (see CEMConfig.action_cost).
+GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05)
 
 
 def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None) -> Agent:
@@ -48,6 +50,7 @@ def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None
         iterations=iterations or default_i,
         top_k=min(16, samples or default_s),
         horizon=1,
+        action_cost=GRIPPER_EFFORT if is_model else None,
     )
     if not is_model:
         return OracleAgent(CEMPlanner(cem))

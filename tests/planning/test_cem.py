@@ -165,3 +165,23 @@ def test_reference_cem_matches_planner_and_reencodes(toy, reach):
     fast = CEMPlanner(cfg).plan(toy, z, states, z_goal)
     assert calls["n"] == 2 * cfg.iterations  # frame + goal re-encoded every iteration
     torch.testing.assert_close(ref.actions, fast.actions, atol=1e-5, rtol=0)
+
+
+def test_action_cost_keeps_an_unseen_gripper_still(reach):
+    """Energy blind to the gripper: the effort term pins its delta near 0, xyz still solved."""
+    blind = ToyDynamics(ToyDynamicsConfig(gripper_scale=1e4))
+    _, states, _, goals = reach
+    states = states.clone()
+    states[:, 6] = 1.0  # holding something, closed
+    goals = goals.clone()
+    goals[:, 6] = 1.0
+    z = blind.encode(blank_images(3), states)
+    z_goal = blind.encode(blank_images(3), goals)
+    cost = CEMConfig(action_cost=(0, 0, 0, 0, 0, 0, 0.05))
+    free = CEMPlanner().plan(blind, z, states, z_goal).actions
+    held = CEMPlanner(cost).plan(blind, z, states, z_goal).actions
+    assert held[..., 6].abs().max() < 0.05 < free[..., 6].abs().max()
+    final = blind.propagate(states, held[:, None])[:, 0, -1]
+    assert (final[:, :3] - goals[:, :3]).abs().max() < TOL_M
+    with pytest.raises(ValueError, match="action_cost"):
+        CEMConfig(action_cost=(0.1, 0.2))
