@@ -9,7 +9,8 @@ Our envs put two objects on the table and draw the task object per episode, so "
 object's xyz" is not a function of the image (nothing shows which object it is). The probe
 therefore also reports R^2 per object kind (``object_xyz[cube]``: the cube's xyz, fitted and
 tested on the episodes whose task object is the cube), recovering the kind by replaying
-``reset(seed)`` of the recorded env; this is the object figure of the quality gate.
+``reset(seed)`` of the recorded env, and leaving out frames where the object has been knocked
+off the table (out of view); this is the object figure of the quality gate.
 
     python demos/probe_encoder.py --data data/reach --encoder runs/pretrain/encoder
 """
@@ -48,6 +49,11 @@ def pooled_features(enc: FrozenEncoder, frames: np.ndarray, grid: int = 1) -> np
 
 def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
     """Closed-form ridge on standardized features; mean R^2 over target dims on the test set."""
+    return float(np.mean(ridge_r2_dims(x_tr, y_tr, x_te, y_te, alpha)))
+
+
+def ridge_r2_dims(x_tr, y_tr, x_te, y_te, alpha: float) -> np.ndarray:
+    """Per-target-dim test R^2 of the ridge fit (a near-constant dim can score very low)."""
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
     a, b = (x_tr - mu) / sd, (x_te - mu) / sd
     y_mu = y_tr.mean(0)
@@ -55,7 +61,11 @@ def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
     pred = b @ w + y_mu
     ss_res = ((y_te - pred) ** 2).sum(0)
     ss_tot = ((y_te - y_te.mean(0)) ** 2).sum(0) + 1e-12
-    return float(np.mean(1 - ss_res / ss_tot))
+    return 1 - ss_res / ss_tot
+
+
+def fmt_r2(dims: np.ndarray) -> str:
+    return f"{dims.mean():.3f} (x {dims[0]:.2f} y {dims[1]:.2f} z {dims[2]:.2f})"
 
 
 def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
@@ -93,6 +103,13 @@ def task_object_names(dataset, episodes) -> list[str] | None:
     return names
 
 
+def on_table(obj: np.ndarray) -> np.ndarray:
+    """(T, 3) object xyz -> (T,) bool: inside a generous box around the table (an object knocked
+    off the table leaves the camera's view; its xyz is not a property of the image)."""
+    lo, hi = np.array([0.1, -0.5, -0.05]), np.array([0.9, 0.5, 0.6])
+    return np.all((obj >= lo) & (obj <= hi), axis=1)
+
+
 def per_frame(names: list[str], feats_per_episode: list[int]) -> np.ndarray:
     return np.concatenate([[n] * k for n, k in zip(names, feats_per_episode, strict=True)])
 
@@ -105,6 +122,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--max-frames", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save-features", default="", help="npz prefix: keep the features")
     parser.add_argument(
         "--grid", type=int, default=1, help="pool tokens to a grid x grid map (1 = mean)"
     )
@@ -126,19 +144,24 @@ def main() -> None:
     for name, enc in (("ours", ours), ("random", random_enc)):
         x_tr, ee_tr, obj_tr, n_tr = collect(dataset, enc, train_eps, args.max_frames, args.grid)
         x_te, ee_te, obj_te, n_te = collect(dataset, enc, test_eps, args.max_frames, args.grid)
-        r2_ee = ridge_r2(x_tr, ee_tr, x_te, ee_te, args.alpha)
+        if args.save_features:
+            np.savez(f"{args.save_features}_{name}.npz", x_tr=x_tr, x_te=x_te, ee_tr=ee_tr,
+                     ee_te=ee_te, obj_tr=obj_tr, obj_te=obj_te, n_tr=n_tr, n_te=n_te,
+                     names_tr=names_tr, names_te=names_te)  # fmt: skip
+        r2_ee = fmt_r2(ridge_r2_dims(x_tr, ee_tr, x_te, ee_te, args.alpha))
         r2_obj = "n/a (no object_pos in steps.npz)"
         if obj_tr is not None and obj_te is not None:
-            r2_obj = f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f} (task object)"
+            r2_obj = f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f} (task object);"
             if names_tr is not None and names_te is not None:
                 k_tr, k_te = per_frame(names_tr, n_tr), per_frame(names_te, n_te)
                 for kind in sorted(set(names_tr) & set(names_te)):
-                    a, b = k_tr == kind, k_te == kind
-                    r2 = ridge_r2(x_tr[a], obj_tr[a], x_te[b], obj_te[b], args.alpha)
-                    r2_obj += f" object_xyz[{kind}]={r2:.3f}"
+                    a, b = (k_tr == kind) & on_table(obj_tr), (k_te == kind) & on_table(obj_te)
+                    off = int((k_tr == kind).sum() - a.sum() + (k_te == kind).sum() - b.sum())
+                    r2 = ridge_r2_dims(x_tr[a], obj_tr[a], x_te[b], obj_te[b], args.alpha)
+                    r2_obj += f" object_xyz[{kind}]={fmt_r2(r2)} ({off} off-table frames left out)"
         std = x_tr.std(0)
         print(
-            f"{name:7s} R2 ee_xyz={r2_ee:.3f} object_xyz={r2_obj}  feature std per dim: "
+            f"{name:7s} R2 ee_xyz={r2_ee} object_xyz={r2_obj}  feature std per dim: "
             f"mean={std.mean():.4f} min={std.min():.4f} frac<1e-3={(std < 1e-3).mean():.2f}"
         )
 
