@@ -86,7 +86,9 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
     raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / "eval.yaml"), resolve=False)
     cfg = config_from_dict(raw)
     assert cfg.steps_for("pick_place") == 60 and len(cfg.episode_ids("reference_cem")) == 3
-    assert cfg.reference_cem.samples == 800 and cfg.oracle_cem is None
+    assert cfg.reference_cem.samples == 800 and cfg.reference_cem.action_cost is None
+    assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # see eval.yaml
+    assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 26)
     with pytest.raises(ValueError, match="unknown keys"):
         config_from_dict({**raw, "episdes": 3})
     with pytest.raises(ValueError, match="methods"):
