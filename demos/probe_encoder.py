@@ -39,11 +39,11 @@ def pooled_features(enc: FrozenEncoder, frames: np.ndarray, grid: int = 1) -> np
     z = torch.nn.functional.layer_norm(z, z.shape[-1:])
     if grid == 1:
         return z.mean(1).cpu().numpy()
-    side = round(z.shape[1] ** 0.5)
-    if side * side != z.shape[1] or side % grid:
-        raise SystemExit(f"--grid {grid} must divide the {side}x{side} token grid")
-    z = z.transpose(1, 2).reshape(z.shape[0], z.shape[2], side, side)
-    z = torch.nn.functional.avg_pool2d(z, side // grid)
+    h, w = enc.grid
+    if h % grid or w % grid:
+        raise SystemExit(f"--grid {grid} must divide the {h}x{w} token grid")
+    z = z.transpose(1, 2).reshape(z.shape[0], z.shape[2], h, w)
+    z = torch.nn.functional.avg_pool2d(z, (h // grid, w // grid))
     return z.flatten(1).cpu().numpy()
 
 
@@ -91,15 +91,17 @@ def task_object_names(dataset, episodes) -> list[str] | None:
     except Exception:  # not one of our envs: no per-object figures
         return None
     names = []
-    for i in episodes:
-        seed = dataset.steps(i).extra.get("seed")
-        if seed is None:
-            return None
-        _, info = env.reset(seed=int(seed))
-        if "object_name" not in info:
-            return None
-        names.append(str(info["object_name"]))
-    env.close()
+    try:
+        for i in episodes:
+            seed = dataset.steps(i).extra.get("seed")
+            if seed is None:
+                return None
+            _, info = env.reset(seed=int(seed))
+            if "object_name" not in info:
+                return None
+            names.append(str(info["object_name"]))
+    finally:
+        env.close()
     return names
 
 
