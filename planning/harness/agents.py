@@ -44,6 +44,9 @@ Budgets = Sequence[int] | Mapping[str, Sequence[int]] | None
 # for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, lifted;
 # pick_place = hover, at object, grasped, carried, placed.
 SUBGOAL_BUDGETS = {"grasp": (8, 6, 26), "pick_place": (8, 6, 8, 14, 24)}
+# Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost); the
+# demo uses it and configs/eval.yaml restates it for wm_cem / wm_icem (a test keeps them equal).
+GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05)
 
 
 def goal_schedule(info: dict, budgets: Budgets) -> tuple[list[np.ndarray], list | None]:

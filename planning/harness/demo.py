@@ -22,6 +22,7 @@ from tqdm import tqdm
 import envs
 from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import (
+    GRIPPER_EFFORT,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -32,8 +33,6 @@ from planning.mpc import MPCConfig
 
 # CEM budget (samples, iterations) per action: world model / simulator oracle (~2 ms a sample).
 WM_BUDGET, ORACLE_BUDGET = (256, 5), (48, 3)
-# Effort weight on the gripper delta, as in configs/eval.yaml (see CEMConfig.action_cost).
-GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05)
 
 
 def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None) -> Agent:

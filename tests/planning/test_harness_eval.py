@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import planning.harness.evaluate as ev
 from planning.cem import CEMConfig
-from planning.harness.agents import RandomAgent, goal_schedule
+from planning.harness.agents import GRIPPER_EFFORT, RandomAgent, goal_schedule
 from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
 from planning.icem import ICEMConfig
 from planning.toy import ToyDynamics
@@ -88,6 +88,7 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
     assert cfg.steps_for("pick_place") == 60 and len(cfg.episode_ids("reference_cem")) == 3
     assert cfg.reference_cem.samples == 800 and cfg.reference_cem.action_cost is None
     assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # see eval.yaml
+    assert cfg.cem.action_cost == cfg.icem.action_cost == GRIPPER_EFFORT  # the demo's too
     assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 26)
     with pytest.raises(ValueError, match="unknown keys"):
         config_from_dict({**raw, "episdes": 3})
