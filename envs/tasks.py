@@ -9,7 +9,8 @@ Shared facts (see :mod:`envs.arm_env` for control and state):
   reach-with-object) or 12-25 cm (pick-and-place) from the start, i.e. a few 5 cm steps away.
 - ``info["subgoal_rgbs"]``: pick-and-place gives [grasped, carried, placed]; the others give
   [goal]. With ``EnvConfig.approach_subgoals`` (default) grasp and pick-and-place start the
-  list with two approach images: [hover 8 cm above the object, at the object], gripper open.
+  list with two approach images: [hover 8 cm above the object, at the object], gripper open;
+  grasp then adds [closed on the object] before its lifted goal.
   ``info["goal_rgb"]`` is always the last one. ``env.unwrapped.goal_sim_states`` holds the sim
   states they were rendered from.
 - Privileged info (experts / oracle only): ``ee_state``, ``object_name``, ``object_pos``,
@@ -201,6 +202,11 @@ class GraspEnv(_ObjectTask):
         self.goal_object_pos = obj + np.array([0.0, 0.0, _LIFT_GOAL_M])
         self.goal_state = _state(self.goal_object_pos, 1.0)
         approach_states, approach = self._approach(obj)
+        if approach:  # then closed on the object, as pick-and-place's "grasped" sub-goal
+            approach_states.append(_state(obj, 1.0))
+            approach.append(
+                GoalConfig(ee_pos=tuple(obj), gripper=1.0, held_object=self.object_name)
+            )
         self.subgoal_states = [*approach_states, self.goal_state]
         goal = GoalConfig(
             ee_pos=tuple(self.goal_object_pos), gripper=1.0, held_object=self.object_name

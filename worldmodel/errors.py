@@ -17,3 +17,7 @@ class CheckpointError(WorldModelError, ValueError):
 
 class StaleCacheError(WorldModelError, ValueError):
     """A feature cache was made with another encoder or preprocessing than the one in use."""
+
+
+class CameraMismatchError(WorldModelError, ValueError):
+    """A world model is used with a camera other than the one its training data was filmed with."""

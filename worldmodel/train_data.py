@@ -8,6 +8,7 @@ predictor inputs, from cached frozen features or by encoding decoded frames on t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,9 @@ class EpisodeSource:
         """Frozen encoder + trained predictor as a WorldModel folder."""
         from worldmodel.world_model import WorldModel
 
-        WorldModel(self.encoder, predictor).save(folder)
+        cams = {c.name: c for c in self.dataset.meta.cameras}
+        camera = asdict(cams["exterior"]) if "exterior" in cams else None
+        WorldModel(self.encoder, predictor, camera).save(folder)
 
 
 def check_cache_matches(cache, dataset, cache_root: str) -> None:

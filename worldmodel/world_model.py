@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from worldmodel.checkpoints_predictor import load_state_strict
-from worldmodel.errors import CheckpointError
+from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.predictor import ACPredictor, PredictorConfig
 from worldmodel.state_ops import propagate_states
 
@@ -54,7 +54,12 @@ def layer_norm(z: Tensor, eps: float = 1e-6) -> Tensor:
 class WorldModel:
     """Frozen encoder + :class:`ACPredictor` implementing ``planning.protocol.LatentDynamics``."""
 
-    def __init__(self, frozen_encoder: Any, predictor: ACPredictor) -> None:
+    def __init__(
+        self, frozen_encoder: Any, predictor: ACPredictor, camera: dict | None = None
+    ) -> None:
+        """``camera``: the training data's camera record (``worldmodel.data.meta.CameraMeta``
+        as a dict: name, width, height, fovy_deg, parent, pos_m, quat_wxyz), saved with the
+        model so :meth:`check_camera` can refuse a different view; None = unknown."""
         cfg = predictor.cfg
         grid = getattr(frozen_encoder, "grid", None)
         if grid is not None and tuple(grid) != tuple(cfg.input_grid):
@@ -64,6 +69,23 @@ class WorldModel:
             raise ValueError(f"encoder embed_dim {dim} != predictor encoder_dim {cfg.encoder_dim}")
         self.encoder = frozen_encoder
         self.predictor = predictor.eval()
+        self.camera = dict(camera) if camera is not None else None
+
+    def check_camera(self, current: dict) -> None:
+        """Raise :class:`CameraMismatchError` unless ``current`` (a camera record like
+        ``camera``) matches the camera the model was trained on. A model without a record
+        passes: nothing is known to compare with."""
+        if self.camera is None:
+            return
+        diffs = camera_differences(self.camera, current)
+        if diffs:
+            raise CameraMismatchError(
+                "the world model was trained on another camera view than this env renders ("
+                + "; ".join(diffs)
+                + "). Latent distances across views are meaningless: render with the training "
+                "camera (EnvConfig camera_pos / camera_lookat / camera_fovy_deg, image_size) "
+                "or train a model on data from this one."
+            )
 
     @property
     def action_dim(self) -> int:
@@ -145,6 +167,8 @@ class WorldModel:
         state = {k: v.detach().cpu().contiguous() for k, v in self.predictor.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE))
         meta = {"format_version": FORMAT_VERSION, "predictor": asdict(self.predictor.cfg)}
+        if self.camera is not None:
+            meta["camera"] = self.camera
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         if folder.exists():
             old = folder.with_name(folder.name + ".old")
@@ -166,7 +190,33 @@ class WorldModel:
             from worldmodel.frozen import FrozenEncoder
 
             encoder_loader = FrozenEncoder.load
-        return cls(encoder_loader(folder / ENCODER_DIR), predictor)
+        camera = json.loads((folder / CONFIG_FILE).read_text()).get("camera")
+        return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera)
+
+
+_CAMERA_EXACT = ("name", "width", "height", "parent")
+_CAMERA_CLOSE = {"fovy_deg": 1e-3, "pos_m": 1e-4, "quat_wxyz": 1e-4}
+
+
+def camera_differences(recorded: dict, current: dict) -> list[str]:
+    """Human-readable differences between two camera records (empty when they match).
+
+    A quaternion and its negation are the same rotation."""
+    out = []
+    for key in _CAMERA_EXACT:
+        if key in recorded and recorded[key] != current.get(key):
+            out.append(f"{key} {recorded[key]!r} vs {current.get(key)!r}")
+    for key, tol in _CAMERA_CLOSE.items():
+        if key not in recorded:
+            continue
+        a = np.atleast_1d(np.asarray(recorded[key], dtype=np.float64))
+        b = np.atleast_1d(np.asarray(current.get(key, np.nan), dtype=np.float64))
+        close = a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))
+        if key == "quat_wxyz" and a.shape == b.shape:
+            close = close or bool(np.all(np.abs(a + b) <= tol))
+        if not close:
+            out.append(f"{key} {np.round(a, 4).tolist()} vs {np.round(b, 4).tolist()}")
+    return out
 
 
 def predictor_config_from_dict(raw: dict, source: str) -> PredictorConfig:

@@ -10,6 +10,7 @@ through one episode and returns its :class:`EpisodeResult`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,12 +42,25 @@ class Agent(Protocol):
 
 Budgets = Sequence[int] | Mapping[str, Sequence[int]] | None
 # Control steps per sub-goal image within the tasks' time limits (envs.MAX_EPISODE_STEPS),
-# for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, lifted;
+# for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, closed on
+# it, lifted;
 # pick_place = hover, at object, grasped, carried, placed.
-SUBGOAL_BUDGETS = {"grasp": (8, 6, 26), "pick_place": (8, 6, 8, 14, 24)}
+SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
 # Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost); the
 # demo uses it and configs/eval.yaml restates it for wm_cem / wm_icem (a test keeps them equal).
 GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05)
+
+
+def check_camera(dynamics: Any, env: gym.Env) -> None:
+    """Refuse to plan when ``dynamics`` records a training camera (``WorldModel.camera``) that
+    differs from the exterior camera ``env`` renders (raises ``CameraMismatchError``)."""
+    check = getattr(dynamics, "check_camera", None)
+    size = getattr(getattr(env.unwrapped, "cfg", None), "image_size", None)
+    if check is None or getattr(dynamics, "camera", None) is None or size is None:
+        return
+    from worldmodel.data.recording import camera_metas
+
+    check(dataclasses.asdict(camera_metas(env, ("exterior",), size)[0]))
 
 
 def goal_schedule(info: dict, budgets: Budgets) -> tuple[list[np.ndarray], list | None]:
@@ -100,6 +114,7 @@ class PlannerAgent:
         self.goal_rgb: np.ndarray | None = None
 
     def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        check_camera(self.mpc.dynamics, env)
         self._goals, budgets = goal_schedule(info, self.subgoal_budgets)
         self.mpc.set_goal(self._goals, budgets=budgets)
         self.goal_rgb = self._goals[0]
@@ -129,6 +144,7 @@ class ReferenceCEMAgent:
         self.goal_rgb: np.ndarray | None = None
 
     def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        check_camera(self.dynamics, env)
         self._goals, self._budgets = goal_schedule(info, self.subgoal_budgets)
         self._index, self._steps = 0, 0
         self.goal_rgb = self._goals[0]

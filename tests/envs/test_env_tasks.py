@@ -57,7 +57,7 @@ def test_goal_images_are_renders_of_successful_goal_states(env):
     obs, info = env.reset(seed=11)
     start = u.get_sim_state()
     subgoals = info["subgoal_rgbs"]
-    assert len(subgoals) == {"pick_place": 5, "grasp": 3}.get(u.task_name, 1)
+    assert len(subgoals) == {"pick_place": 5, "grasp": 4}.get(u.task_name, 1)
     assert len(u.goal_sim_states) == len(subgoals)
     np.testing.assert_array_equal(subgoals[-1], info["goal_rgb"])
     for rgb, state in zip(subgoals, u.goal_sim_states, strict=True):
@@ -186,6 +186,19 @@ def test_pick_place_success_needs_a_pick_not_a_drag():
     env.close()
 
 
+def test_grasp_closes_on_the_object_before_lifting():
+    env = gym.make("wm/Grasp-v0", disable_env_checker=True)
+    _, info = env.reset(seed=5)
+    u = env.unwrapped
+    closed, lifted = info["subgoal_states"][2:]
+    np.testing.assert_allclose(closed[:3], info["object_pos"], atol=1e-3)
+    assert closed[6] == lifted[6] == 1.0
+    u.set_sim_state(u.goal_sim_states[2])  # rendered closed on the object, still on the table
+    assert u.object_held(u.object_name) and not u._is_success()
+    np.testing.assert_allclose(u.object_pose(u.object_name)[0], info["object_pos"], atol=5e-3)
+    env.close()
+
+
 @pytest.mark.parametrize("env_id", ["wm/Grasp-v0", "wm/PickPlace-v0"])
 def test_approach_subgoals_hover_then_reach_the_object_open(env_id):
     env = gym.make(env_id, disable_env_checker=True)
@@ -203,7 +216,7 @@ def test_approach_subgoals_hover_then_reach_the_object_open(env_id):
     published = gym.make(env_id, approach_subgoals=False, disable_env_checker=True)
     _, info_p = published.reset(seed=3)
     n = len(info["subgoal_rgbs"])
-    assert len(info_p["subgoal_rgbs"]) == n - 2
+    assert len(info_p["subgoal_rgbs"]) == n - (3 if env_id == "wm/Grasp-v0" else 2)
     np.testing.assert_array_equal(info_p["goal_rgb"], info["goal_rgb"])
     env.close()
     published.close()

@@ -89,7 +89,7 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
     assert cfg.reference_cem.samples == 800 and cfg.reference_cem.action_cost is None
     assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # see eval.yaml
     assert cfg.cem.action_cost == cfg.icem.action_cost == GRIPPER_EFFORT  # the demo's too
-    assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 26)
+    assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 6, 20)
     with pytest.raises(ValueError, match="unknown keys"):
         config_from_dict({**raw, "episdes": 3})
     with pytest.raises(ValueError, match="methods"):
@@ -126,3 +126,37 @@ def test_goal_schedule_and_random_agent():
     agent.reset(Env(), {}, info)
     acts = np.stack([agent.act({}, info)[0] for _ in range(50)])
     assert np.all(acts[:, 3:6] == 0) and np.all(np.abs(acts) <= 1) and acts[:, 0].std() > 0.3
+
+
+def test_planner_agents_refuse_an_env_filmed_from_another_camera():
+    """A model records its training camera; planning on another view is an error, not noise."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    import envs
+    from planning.cem import CEMPlanner
+    from planning.harness.agents import PlannerAgent, ReferenceCEMAgent
+    from worldmodel.data.recording import camera_metas
+    from worldmodel.errors import CameraMismatchError
+    from worldmodel.world_model import WorldModel
+
+    env = gym.make(envs.TASKS["reach"], disable_env_checker=True)
+    moved = gym.make(envs.TASKS["reach"], camera_pos=(1.3, 0.2, 0.6), disable_env_checker=True)
+    record = dataclasses.asdict(camera_metas(env, ("exterior",), 64)[0])
+
+    class Recorded(ToyDynamics):  # the WorldModel check on toy dynamics
+        camera = record
+        check_camera = WorldModel.check_camera
+
+    for agent in (
+        PlannerAgent(Recorded(), CEMPlanner(CEMConfig(samples=8, iterations=1, top_k=2))),
+        ReferenceCEMAgent(Recorded()),
+    ):
+        obs, info = env.reset(seed=0)
+        agent.reset(env, obs, info)  # the training view: fine
+        obs, info = moved.reset(seed=0)
+        with pytest.raises(CameraMismatchError, match="pos_m"):
+            agent.reset(moved, obs, info)
+    env.close()
+    moved.close()

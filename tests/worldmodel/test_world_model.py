@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from planning.protocol import LatentDynamics
-from worldmodel.errors import CheckpointError
+from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.predictor import ACPredictor, PredictorConfig
 from worldmodel.state_ops import apply_action
 from worldmodel.world_model import RolloutHistory, WorldModel, layer_norm
@@ -174,3 +174,30 @@ def test_encoder_predictor_mismatch():
     enc.grid = (8, 8)
     with pytest.raises(ValueError, match="grid"):
         WorldModel(enc, ACPredictor(CFG))
+
+
+CAMERA = {
+    "name": "exterior", "width": 64, "height": 64, "fovy_deg": 40.0, "parent": "world",
+    "pos_m": [1.15, -0.15, 0.5], "quat_wxyz": [0.6, 0.4, 0.3, 0.62],
+}  # fmt: skip
+
+
+def test_camera_record_roundtrips_and_guards_the_view(tmp_path):
+    torch.manual_seed(0)
+    WorldModel(FakeEncoder(), ACPredictor(CFG), CAMERA).save(tmp_path / "wm")
+    loaded = WorldModel.load(tmp_path / "wm", encoder_loader=FakeEncoder.load)
+    assert loaded.camera == CAMERA
+    loaded.check_camera(dict(CAMERA))
+    flipped = dict(CAMERA, quat_wxyz=[-q for q in CAMERA["quat_wxyz"]])  # same rotation
+    loaded.check_camera(flipped)
+    for change in ({"pos_m": [1.1, -0.45, 0.42]}, {"fovy_deg": 50.0}, {"width": 128}):
+        with pytest.raises(CameraMismatchError, match=next(iter(change))):
+            loaded.check_camera(dict(CAMERA, **change))
+
+
+def test_model_without_camera_record_checks_nothing(wm, tmp_path):
+    wm.save(tmp_path / "wm")
+    assert "camera" not in json.loads((tmp_path / "wm" / "world_model.json").read_text())
+    loaded = WorldModel.load(tmp_path / "wm", encoder_loader=FakeEncoder.load)
+    assert loaded.camera is None
+    loaded.check_camera(dict(CAMERA, fovy_deg=90.0))
