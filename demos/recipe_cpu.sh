@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/shipped}
 EPISODES=${EPISODES:-600}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
-TRAIN_STEPS=${TRAIN_STEPS:-3000}
+TRAIN_STEPS=${TRAIN_STEPS:-8000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
