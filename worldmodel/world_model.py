@@ -191,6 +191,8 @@ class WorldModel:
 
             encoder_loader = FrozenEncoder.load
         camera = json.loads((folder / CONFIG_FILE).read_text()).get("camera")
+        if camera is not None and not isinstance(camera, dict):
+            raise CheckpointError(f"{folder / CONFIG_FILE}: 'camera' must be an object")
         return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera)
 
 

@@ -193,6 +193,10 @@ def test_camera_record_roundtrips_and_guards_the_view(tmp_path):
     for change in ({"pos_m": [1.1, -0.45, 0.42]}, {"fovy_deg": 50.0}, {"width": 128}):
         with pytest.raises(CameraMismatchError, match=next(iter(change))):
             loaded.check_camera(dict(CAMERA, **change))
+    meta_path = tmp_path / "wm" / "world_model.json"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "camera": [1, 2]}))
+    with pytest.raises(CheckpointError, match="camera"):
+        WorldModel.load(tmp_path / "wm", encoder_loader=FakeEncoder.load)
 
 
 def test_model_without_camera_record_checks_nothing(wm, tmp_path):
