@@ -112,8 +112,8 @@ class EpisodeSource:
         """Frozen encoder + trained predictor as a WorldModel folder."""
         from worldmodel.world_model import WorldModel
 
-        cams = {c.name: c for c in self.dataset.meta.cameras}
-        camera = asdict(cams["exterior"]) if "exterior" in cams else None
+        meta = self.dataset.meta
+        camera = asdict(meta.camera("exterior")) if "exterior" in meta.camera_names else None
         WorldModel(self.encoder, predictor, camera).save(folder)
 
 

@@ -185,12 +185,12 @@ class WorldModel:
     ) -> WorldModel:
         """Load what :meth:`save` wrote. ``encoder_loader`` defaults to ``FrozenEncoder.load``."""
         folder = Path(folder)
-        predictor = load_predictor_folder(folder)
+        predictor, meta = load_predictor_folder(folder)
         if encoder_loader is None:
             from worldmodel.frozen import FrozenEncoder
 
             encoder_loader = FrozenEncoder.load
-        camera = json.loads((folder / CONFIG_FILE).read_text()).get("camera")
+        camera = meta.get("camera")
         if camera is not None and not isinstance(camera, dict):
             raise CheckpointError(f"{folder / CONFIG_FILE}: 'camera' must be an object")
         return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera)
@@ -233,8 +233,9 @@ def predictor_config_from_dict(raw: dict, source: str) -> PredictorConfig:
         raise CheckpointError(f"{source}: bad predictor config ({err})") from err
 
 
-def load_predictor_folder(folder: Path) -> ACPredictor:
-    """Strictly load the predictor config + safetensors weights of a saved world model."""
+def load_predictor_folder(folder: Path) -> tuple[ACPredictor, dict]:
+    """Strictly load the predictor config + safetensors weights of a saved world model;
+    returns the predictor and the parsed ``world_model.json``."""
     cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not cfg_path.is_file() or not w_path.is_file():
         raise CheckpointError(f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
@@ -248,4 +249,4 @@ def load_predictor_folder(folder: Path) -> ACPredictor:
         )
     predictor = ACPredictor(predictor_config_from_dict(meta.get("predictor", {}), str(cfg_path)))
     load_state_strict(predictor, load_file(str(w_path)), str(w_path))
-    return predictor.eval()
+    return predictor.eval(), meta

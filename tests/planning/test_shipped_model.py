@@ -41,14 +41,12 @@ def test_shipped_model_plans_a_reach_to_its_goal_image():
 
 def test_shipped_model_was_trained_on_the_default_camera():
     """Changing the env's default view without retraining would silently break every planner."""
-    import dataclasses
-
-    from worldmodel.data.recording import camera_metas
+    from planning.harness.agents import check_camera
 
     model = WorldModel.load(SHIPPED)
     assert model.camera is not None, "models/shipped records no training camera"
     env = gym.make(envs.TASKS["pick_place"])
-    model.check_camera(dataclasses.asdict(camera_metas(env, ("exterior",), 64)[0]))
+    check_camera(model, env)
     env.close()
 
 

@@ -136,8 +136,8 @@ def test_train_learns_logs_and_saves(data, tmp_path):
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     assert not (tmp_path / "run" / "checkpoint.pt.tmp").exists()
     wm = WorldModel.load(tmp_path / "run" / "world_model")
-    (exterior,) = [c for c in data[1].meta.cameras if c.name == "exterior"]
-    assert wm.camera == json.loads(json.dumps(dataclasses.asdict(exterior)))  # the data's view
+    exterior = dataclasses.asdict(data[1].meta.camera("exterior"))
+    assert wm.camera == json.loads(json.dumps(exterior))  # the data's view
     assert wm.rollout(torch.zeros(1, 16, 96), torch.zeros(1, 7), torch.zeros(1, 2, 3, 7)).shape == (
         1,
         2,
