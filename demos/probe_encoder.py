@@ -54,18 +54,31 @@ def ridge_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> float:
 
 def ridge_r2_dims(x_tr, y_tr, x_te, y_te, alpha: float) -> np.ndarray:
     """Per-target-dim test R^2 of the ridge fit (a near-constant dim can score very low)."""
+    ss_res, ss_tot = ridge_sums(x_tr, y_tr, x_te, y_te, alpha)
+    return 1 - ss_res / ss_tot
+
+
+def ridge_sums(x_tr, y_tr, x_te, y_te, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-target-dim residual and total sums of squares of the ridge fit on the test set."""
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
     a, b = (x_tr - mu) / sd, (x_te - mu) / sd
     y_mu = y_tr.mean(0)
     w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ (y_tr - y_mu))
     pred = b @ w + y_mu
-    ss_res = ((y_te - pred) ** 2).sum(0)
-    ss_tot = ((y_te - y_te.mean(0)) ** 2).sum(0) + 1e-12
-    return 1 - ss_res / ss_tot
+    return ((y_te - pred) ** 2).sum(0), ((y_te - y_te.mean(0)) ** 2).sum(0) + 1e-12
 
 
-def fmt_r2(dims: np.ndarray) -> str:
-    return f"{dims.mean():.3f} (x {dims[0]:.2f} y {dims[1]:.2f} z {dims[2]:.2f})"
+def fmt_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> str:
+    """Mean of the per-axis R^2 (the gate's number), the axes, and the R^2 of the position as
+    one vector (1 - sum of squared 3-D errors / total 3-D variance: axes count by their
+    variance, so a nearly constant height does not dominate)."""
+    ss_res, ss_tot = ridge_sums(x_tr, y_tr, x_te, y_te, alpha)
+    dims = 1 - ss_res / ss_tot
+    vec = 1 - ss_res.sum() / ss_tot.sum()
+    return (
+        f"{dims.mean():.3f} (x {dims[0]:.2f} y {dims[1]:.2f} z {dims[2]:.2f}; "
+        f"as a 3-D vector {vec:.3f})"
+    )
 
 
 def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
@@ -150,7 +163,7 @@ def main() -> None:
             np.savez(f"{args.save_features}_{name}.npz", x_tr=x_tr, x_te=x_te, ee_tr=ee_tr,
                      ee_te=ee_te, obj_tr=obj_tr, obj_te=obj_te, n_tr=n_tr, n_te=n_te,
                      names_tr=names_tr, names_te=names_te)  # fmt: skip
-        r2_ee = fmt_r2(ridge_r2_dims(x_tr, ee_tr, x_te, ee_te, args.alpha))
+        r2_ee = fmt_r2(x_tr, ee_tr, x_te, ee_te, args.alpha)
         r2_obj = "n/a (no object_pos in steps.npz)"
         if obj_tr is not None and obj_te is not None:
             r2_obj = f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f} (task object);"
@@ -159,8 +172,8 @@ def main() -> None:
                 for kind in sorted(set(names_tr) & set(names_te)):
                     a, b = (k_tr == kind) & on_table(obj_tr), (k_te == kind) & on_table(obj_te)
                     off = int((k_tr == kind).sum() - a.sum() + (k_te == kind).sum() - b.sum())
-                    r2 = ridge_r2_dims(x_tr[a], obj_tr[a], x_te[b], obj_te[b], args.alpha)
-                    r2_obj += f" object_xyz[{kind}]={fmt_r2(r2)} ({off} off-table frames left out)"
+                    r2 = fmt_r2(x_tr[a], obj_tr[a], x_te[b], obj_te[b], args.alpha)
+                    r2_obj += f" object_xyz[{kind}]={r2} ({off} off-table frames left out)"
         std = x_tr.std(0)
         print(
             f"{name:7s} R2 ee_xyz={r2_ee} object_xyz={r2_obj}  feature std per dim: "

@@ -231,6 +231,19 @@ def initial_gaussian(
     return mean, std
 
 
+@torch.no_grad()
+def finish_plan(cfg: CEMConfig, bounds: ActionBounds, score, it, trace: list, start: float):
+    """The :class:`PlanResult` of a finished CEM loop: the projected final mean, its energy
+    under ``score``, the elite statistics of the last iteration ``it`` and the elapsed time."""
+    actions = bounds.project(it.mean)
+    final = score(actions[:, None])[:, 0]
+    return PlanResult(
+        actions, final, it.mean, it.std, torch.stack(trace),
+        it.elites.std(dim=1).mean(dim=(1, 2)), time.perf_counter() - start,
+        cfg.samples * cfg.iterations + 1,
+    )  # fmt: skip
+
+
 class CEMPlanner:
     """Batched CEM; see the module docstring. Stateless apart from its config."""
 
@@ -265,12 +278,7 @@ class CEMPlanner:
                 it = cem_step(cfg, bounds, score, mean, std, gen)
                 mean, std = it.mean, it.std
                 trace.append(it.elite_energy.mean(dim=1))
-            actions = bounds.project(mean)
-            final = score(actions[:, None])[:, 0]
-        return PlanResult(
-            actions, final, mean, std, torch.stack(trace), it.elites.std(dim=1).mean(dim=(1, 2)),
-            time.perf_counter() - start, cfg.samples * cfg.iterations + 1,
-        )  # fmt: skip
+        return finish_plan(cfg, bounds, score, it, trace, start)
 
 
 def reference_cem_config(**overrides) -> CEMConfig:
@@ -315,9 +323,4 @@ def reference_cem(
             it = cem_step(cfg, bounds, score, mean, std, gen)
             mean, std = it.mean, it.std
             trace.append(it.elite_energy.mean(dim=1))
-        actions = bounds.project(mean)
-        final = score(actions[:, None])[:, 0]
-    return PlanResult(
-        actions, final, mean, std, torch.stack(trace), it.elites.std(dim=1).mean(dim=(1, 2)),
-        time.perf_counter() - start, cfg.samples * cfg.iterations + 1,
-    )  # fmt: skip
+        return finish_plan(cfg, bounds, score, it, trace, start)

@@ -40,27 +40,6 @@ def data(tmp_path_factory):
     return root, dataset, encoder, feats
 
 
-def _cfg(out, **kw) -> TrainConfig:
-    base = dict(
-        out_dir=str(out),
-        clip_len=4,
-        rollout_steps=2,
-        batch_size=8,
-        max_steps=40,
-        lr=2e-3,
-        start_lr=2e-4,
-        warmup_steps=5,
-        decay_steps=10,
-        eval_every=20,
-        eval_batches=2,
-        ckpt_every=10,
-        val_fraction=0.34,
-        progress=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def _source(data):
     _, dataset, encoder, feats = data
     return EpisodeSource(dataset, encoder, features=feats.__getitem__)
@@ -113,9 +92,11 @@ def test_rollout_loss_first_step_equals_teacher_forcing(data):
     assert float(roll[0].detach()) == pytest.approx(expected, rel=1e-4)
 
 
-def test_train_learns_logs_and_saves(data, tmp_path):
+def test_train_learns_logs_and_saves(data, tmp_path, small_train_cfg):
     root = data[0]
-    cfg = _cfg(tmp_path / "run", encoder_dir=str(root / "encoder"), max_steps=60, eval_every=30)
+    cfg = small_train_cfg(
+        tmp_path / "run", encoder_dir=str(root / "encoder"), max_steps=60, eval_every=30
+    )
     report = train(cfg, source=_source(data))
     for key in (
         "val_tf",
@@ -167,8 +148,8 @@ class _CrashingSource:
         return self.inner.batch(*args)
 
 
-def test_crash_then_rerun_resumes_identically(data, tmp_path):
-    cfg = _cfg(tmp_path / "straight", max_steps=25, eval_every=100)
+def test_crash_then_rerun_resumes_identically(data, tmp_path, small_train_cfg):
+    cfg = small_train_cfg(tmp_path / "straight", max_steps=25, eval_every=100)
     train(cfg, source=_source(data))
     crashed = dataclasses.replace(cfg, out_dir=str(tmp_path / "crashed"))
     with pytest.raises(_CrashError):

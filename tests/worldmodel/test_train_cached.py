@@ -39,32 +39,25 @@ def cached(tmp_path_factory):
     return root
 
 
-def _cfg(root, out, **kw) -> TrainConfig:
-    base = dict(
-        data_root=str(root / "ds"),
-        encoder_dir=str(root / "encoder"),
-        cache_root=str(root / "features"),
-        out_dir=str(out),
-        mode="cached",
-        clip_len=4,
-        batch_size=8,
-        max_steps=40,
-        lr=2e-3,
-        start_lr=2e-4,
-        warmup_steps=5,
-        decay_steps=10,
-        eval_every=20,
-        eval_batches=2,
-        ckpt_every=20,
-        val_fraction=0.2,
-        progress=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+@pytest.fixture
+def cfg_for(small_train_cfg):
+    """``make(cached_root, out_dir, **overrides)``: the small config in cached mode on ``cached``."""
+
+    def make(root, out, **kw) -> TrainConfig:
+        paths = dict(
+            data_root=str(root / "ds"),
+            encoder_dir=str(root / "encoder"),
+            cache_root=str(root / "features"),
+        )
+        return small_train_cfg(
+            out, mode="cached", ckpt_every=20, val_fraction=0.2, **{**paths, **kw}
+        )
+
+    return make
 
 
-def test_cached_batches_match_on_the_fly_encoding(cached, tmp_path):
-    cfg = _cfg(cached, tmp_path)
+def test_cached_batches_match_on_the_fly_encoding(cached, tmp_path, cfg_for):
+    cfg = cfg_for(cached, tmp_path)
     from_cache = build_source(cfg)
     live = build_source(dataclasses.replace(cfg, mode="on_the_fly"))
     predictor = build_predictor(cfg, from_cache.feature_dim, from_cache.grid)
@@ -78,8 +71,8 @@ def test_cached_batches_match_on_the_fly_encoding(cached, tmp_path):
     torch.testing.assert_close(s_c, s_l, atol=0, rtol=0)
 
 
-def test_train_cached_learns_and_writes_world_model(cached, tmp_path):
-    report = train(_cfg(cached, tmp_path / "run"))
+def test_train_cached_learns_and_writes_world_model(cached, tmp_path, cfg_for):
+    report = train(cfg_for(cached, tmp_path / "run"))
     rows = np.genfromtxt(tmp_path / "run" / "train_log.csv", delimiter=",", names=True)
     assert len(rows) == 40
     assert rows["loss"][-5:].mean() < 0.8 * rows["loss"][:5].mean()  # it learns
@@ -94,26 +87,26 @@ def test_train_cached_learns_and_writes_world_model(cached, tmp_path):
     assert out.shape == (2, 3, 2, 16, 96) and torch.isfinite(out).all()
 
 
-def test_cache_of_another_encoder_is_rejected(cached, tmp_path):
+def test_cache_of_another_encoder_is_rejected(cached, tmp_path, cfg_for):
     torch.manual_seed(1)
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "other")
     with pytest.raises(StaleCacheError, match="features"):
-        build_source(_cfg(cached, tmp_path, encoder_dir=str(tmp_path / "other")))
+        build_source(cfg_for(cached, tmp_path, encoder_dir=str(tmp_path / "other")))
 
 
-def test_cache_of_another_dataset_is_rejected(cached, tmp_path):
+def test_cache_of_another_dataset_is_rejected(cached, tmp_path, cfg_for):
     write_synthetic_dataset(tmp_path / "ds", num_episodes=5, lengths=9, image_size=32, seed=3)
     with pytest.raises(StaleCacheError, match="episode 0 has 10 cached frames, dataset 9"):
-        build_source(_cfg(cached, tmp_path, data_root=str(tmp_path / "ds")))
+        build_source(cfg_for(cached, tmp_path, data_root=str(tmp_path / "ds")))
     with pytest.raises(ValueError, match="cache_root"):
-        build_source(_cfg(cached, tmp_path, cache_root=""))
+        build_source(cfg_for(cached, tmp_path, cache_root=""))
 
 
-def test_wm_train_console_script_from_another_directory(cached, tmp_path):
+def test_wm_train_console_script_from_another_directory(cached, tmp_path, cfg_for):
     script = Path(sys.executable).with_name("wm-train")
     if not script.is_file():
         pytest.skip("wm-train console script not installed in this environment")
-    args = [f"{k}={v}" for k, v in _cfg(cached, tmp_path / "run", max_steps=4).__dict__.items()]
+    args = [f"{k}={v}" for k, v in cfg_for(cached, tmp_path / "run", max_steps=4).__dict__.items()]
     args = [a for a in args if not a.startswith("betas=")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
     work = tmp_path / "elsewhere"
