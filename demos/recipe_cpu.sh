@@ -5,7 +5,7 @@
 # episodes), so nothing is lost. Budget: <= 90 minutes on 2 cores (stage times are printed).
 #
 #   bash demos/recipe_cpu.sh                  # everything into runs/shipped, then models/shipped
-#   RUN=runs/try2 PRETRAIN_STEPS=500 TRAIN_STEPS=500 EXPORT= bash demos/recipe_cpu.sh
+#   RUN=runs/try2 PRETRAIN_STEPS=500 TRAIN_STEPS=500 DECAY_STEPS=100 EXPORT= bash demos/recipe_cpu.sh
 #
 # Then evaluate:  wm-eval model=models/shipped tasks=[reach,grasp,reach_with_object,pick_place] \
 #                   methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem] episodes=50
@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/shipped}
 EPISODES=${EPISODES:-600}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
-TRAIN_STEPS=${TRAIN_STEPS:-8000}
+TRAIN_STEPS=${TRAIN_STEPS:-16000}
+DECAY_STEPS=${DECAY_STEPS:-4000}   # the last steps anneal the learning rate linearly to 0
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
@@ -39,7 +40,8 @@ stage cache wm-cache data_root="$RUN/data" encoder_path="$RUN/pretrain/encoder" 
     cache_dir="$RUN/features"
 # 4. the action-conditioned predictor on the cached features
 stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
-    cache_root="$RUN/features" out_dir="$RUN/predictor" predictor=tiny max_steps="$TRAIN_STEPS"
+    cache_root="$RUN/features" out_dir="$RUN/predictor" predictor=tiny max_steps="$TRAIN_STEPS" \
+    decay_steps="$DECAY_STEPS"
 
 if [ -n "$EXPORT" ]; then
     mkdir -p "$(dirname "$EXPORT")"
