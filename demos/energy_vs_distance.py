@@ -3,8 +3,9 @@
 No predictor and no planner: for each evaluation instance the arm is placed kinematically (IK
 from the instance's start pose) at points near the goal (< 3 cm, where reach succeeds) and far
 from it (> 5 cm), each scene is rendered, and its energy to the goal image is computed with the
-representation under test. If far points score lower than near ones, no predictor can make the
-planner succeed: the energy itself points elsewhere.
+representation under test. If far points score lower than near ones, the energy is not lowest
+at the goal, and even a perfect predictor could lead the planner away (a planner taking one
+step at a time can still get through when the energy falls along its path).
 
 Representations: ``--model`` (a world model's pooled, layer-normed latents, exactly what the
 planner compares), ``--encoder`` (a FrozenEncoder folder: full token grid, layer-normed),
