@@ -25,6 +25,7 @@ class TrainConfig:
     pool_kernel: int = 0  # 0: keep the preset's
     clip_len: int = 8  # frames per clip (4 Hz), as published
     rollout_steps: int = 2  # autoregressive steps of the rollout loss, as published
+    gripper_event_weight: float = 1.0  # loss weight of transitions that open/close the gripper
     batch_size: int = 16  # global, over all ranks
     max_steps: int = 2000
     lr: float = 4.25e-4
@@ -63,6 +64,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.warmup_steps < 0 or self.decay_steps < 0 or self.lr <= 0 or self.grad_clip <= 0:
             raise ValueError("TrainConfig: warmup/decay steps >= 0, lr > 0, grad_clip > 0 required")
+        if self.gripper_event_weight <= 0:
+            raise ValueError(
+                f"TrainConfig.gripper_event_weight must be > 0, got {self.gripper_event_weight}"
+            )
         if self.pool_kernel < 0:
             raise ValueError(f"TrainConfig.pool_kernel must be >= 0, got {self.pool_kernel}")
 

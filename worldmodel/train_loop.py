@@ -24,26 +24,47 @@ from worldmodel.train_io import RunLog, load_checkpoint, save_checkpoint
 from worldmodel.world_model import layer_norm
 
 
-def clip_losses(model, z: Tensor, actions: Tensor, states: Tensor, rollout_steps: int):
+def event_weights(actions: Tensor, weight: float, threshold: float = 0.5) -> Tensor:
+    """(B, T) loss weight of each transition: ``weight`` where the gripper action opens or
+    closes (|dg| >= threshold), 1 elsewhere."""
+    big = actions[..., 6].abs() >= threshold
+    return torch.where(
+        big, torch.full_like(actions[..., 6], weight), torch.ones_like(big, dtype=actions.dtype)
+    )
+
+
+def _weighted_l1(pred: Tensor, target: Tensor, w: Tensor | None) -> Tensor:
+    """Mean L1 over (N, D); then the w-weighted mean over the leading dims (plain mean if None)."""
+    per = (pred - target).abs().mean(dim=(-2, -1))
+    return per.mean() if w is None else (per * w).sum() / w.sum()
+
+
+def clip_losses(
+    model, z: Tensor, actions: Tensor, states: Tensor, rollout_steps: int, event_weight: float = 1.0
+):
     """Teacher-forcing and per-step rollout L1 losses of one batch.
 
     Args:
         model: ACPredictor (or DDP-wrapped); z: (B, T, N, D) layer-normed latents;
             actions, states: (B, T, 7).
+        event_weight: weight of transitions whose gripper action opens/closes (1: unweighted).
+            The gripper changes few pixels; up-weighting makes the predictor learn it.
 
     Returns:
         (tf_loss, [rollout loss at step 1..k]) scalars.
     """
     predictor = model.module if isinstance(model, DistributedDataParallel) else model
+    w = None if event_weight == 1.0 else event_weights(actions, event_weight)  # (B, T)
     cache = predictor.new_cache()
     tf = layer_norm(model(z[:, :-1], actions[:, :-1], states[:, :-1], cache=cache))  # (B,T-1,N,D)
-    tf_loss = (tf - z[:, 1:]).abs().mean()
-    roll = [(tf[:, 0] - z[:, 1]).abs().mean()]  # step 1 is the teacher-forced step 0 output
+    tf_loss = _weighted_l1(tf, z[:, 1:], None if w is None else w[:, :-1])
+    # step 1 is the teacher-forced step 0 output
+    roll = [_weighted_l1(tf[:, 0], z[:, 1], None if w is None else w[:, 0])]
     cache = cache.truncated(1)
     z_hat = tf[:, :1]  # (B, 1, N, D)
     for n in range(1, rollout_steps):
         z_hat = layer_norm(model(z_hat, actions[:, n : n + 1], states[:, n : n + 1], cache=cache))
-        roll.append((z_hat[:, 0] - z[:, n + 1]).abs().mean())
+        roll.append(_weighted_l1(z_hat[:, 0], z[:, n + 1], None if w is None else w[:, n]))
     return tf_loss, roll
 
 
@@ -112,7 +133,7 @@ def _mean_over_ranks(x: Tensor, world: int) -> float:
 def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tuple[Tensor, float]:
     """One optimizer step on (z, actions, states); returns (loss, grad norm)."""
     with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
-        tf_loss, roll = clip_losses(model, *batch, cfg.rollout_steps)
+        tf_loss, roll = clip_losses(model, *batch, cfg.rollout_steps, cfg.gripper_event_weight)
         loss = tf_loss + torch.stack(roll).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()

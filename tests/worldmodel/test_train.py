@@ -52,6 +52,8 @@ def test_config_validation():
         TrainConfig(mode="stream")
     with pytest.raises(ValueError, match="predictor"):
         TrainConfig(predictor="huge")
+    with pytest.raises(ValueError, match="gripper_event_weight"):
+        TrainConfig(gripper_event_weight=0.0)
 
 
 def test_lr_schedule_warmup_hold_decay():
@@ -90,6 +92,37 @@ def test_rollout_loss_first_step_equals_teacher_forcing(data):
         ref = torch.nn.functional.layer_norm(pred(z[:, :1], a[:, :1], s[:, :1]), (96,))
     expected = float((ref[:, 0] - z[:, 1]).abs().mean())
     assert float(roll[0].detach()) == pytest.approx(expected, rel=1e-4)
+
+
+def test_event_weight_weights_gripper_transitions(data):
+    from worldmodel.train import build_predictor
+    from worldmodel.train_loop import event_weights
+
+    src = _source(data)
+    pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)
+    z, a, s = src.batch(np.array([[0, 0], [1, 2]]), 4, pred, "cpu")
+    a[:, :, 6] = torch.tensor([[0.0, 1.0, 0.2, 0.0], [-0.7, 0.0, 0.0, 0.0]])
+    w = event_weights(a, 5.0)
+    assert w.tolist() == [[1.0, 5.0, 1.0, 1.0], [5.0, 1.0, 1.0, 1.0]]
+    with torch.no_grad():
+        tf_plain, roll_plain = clip_losses(pred, z, a, s, rollout_steps=2)
+        tf_one, _ = clip_losses(pred, z, a, s, rollout_steps=2, event_weight=1.0)
+        tf_w, roll_w = clip_losses(pred, z, a, s, rollout_steps=2, event_weight=5.0)
+        per = (
+            (
+                torch.nn.functional.layer_norm(pred(z[:, :-1], a[:, :-1], s[:, :-1]), (96,))
+                - z[:, 1:]
+            )
+            .abs()
+            .mean(dim=(-2, -1))
+        )  # (B, T-1) per-transition L1
+    assert float(tf_one) == pytest.approx(float(tf_plain))
+    assert float(tf_plain) == pytest.approx(float(per.mean()), rel=1e-5)
+    ww = w[:, :-1]
+    assert float(tf_w) == pytest.approx(float((per * ww).sum() / ww.sum()), rel=1e-5)
+    # rollout step 1 is transition 0: weights 1 and 5 for the two clips
+    assert float(roll_w[0]) == pytest.approx(float((per[0, 0] + 5 * per[1, 0]) / 6), rel=1e-5)
+    assert float(roll_plain[0]) == pytest.approx(float(per[:, 0].mean()), rel=1e-5)
 
 
 def test_train_learns_logs_and_saves(data, tmp_path, small_train_cfg):
