@@ -15,6 +15,10 @@ steers back to the nominal pointing-down orientation. Modes:
 - ``noisy``: Gaussian action noise (sigma 5 mm, 0.02 rad, 0.05 gripper).
 - ``explore``: the same noise, random-motion bursts (1-4 steps, including rotations and gripper
   toggles), premature closes and occasional drops; the reactive policy recovers from all of them.
+- ``practice``: the noisy policy, but each step with probability ``practice_toggle_prob`` the
+  arm holds still and the gripper toggles (closes if open, opens if closed): data where the
+  gripper is the only thing that moves (at 64 px a full close changes our latent about as much
+  as a 1-2 mm arm move, and in the other modes it comes with arm motion).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from envs.rotations import euler_xyz_from_matrix, matrix_from_euler_xyz
 
 __all__ = ["ExpertConfig", "ScriptedExpert", "make_expert"]
 
-_MODES = ("expert", "noisy", "explore")
+_MODES = ("expert", "noisy", "explore", "practice")
 _HOVER_M = 0.08
 _LIFT_M = 0.11
 
@@ -45,9 +49,15 @@ class ExpertConfig:
     burst_prob: float = 0.1
     premature_close_prob: float = 0.04
     drop_prob: float = 0.03
+    practice_toggle_prob: float = 0.5
 
     def __post_init__(self) -> None:
-        probs = (self.burst_prob, self.premature_close_prob, self.drop_prob)
+        probs = (
+            self.burst_prob,
+            self.premature_close_prob,
+            self.drop_prob,
+            self.practice_toggle_prob,
+        )
         if min(self.noise_pos_m, self.noise_rot_rad, self.noise_grip, self.explore_noise_scale) < 0:
             raise ValueError(f"noise settings must be >= 0, got {self}")
         if not all(0.0 <= p <= 1.0 for p in probs):
@@ -77,7 +87,10 @@ class ScriptedExpert:
         s = np.asarray(info["ee_state"], dtype=np.float64)
         target, grip = self._target(s, info)
         action = self._to_action(s, target, grip)
-        if self.mode == "noisy":
+        if self.mode == "practice" and self.rng.random() < self.cfg.practice_toggle_prob:
+            action = np.zeros(7)  # arm still, gripper swings fully the other way
+            action[6] = -1.0 if s[6] > 0.5 else 1.0
+        elif self.mode in ("noisy", "practice"):
             action += self._noise(1.0)
         elif self.mode == "explore":
             action = self._explore(action, info)

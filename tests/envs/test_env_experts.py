@@ -63,6 +63,22 @@ def test_explore_mode_recovers_from_failed_grasps():
     env.close()
 
 
+def test_practice_mode_toggles_the_gripper_with_the_arm_still():
+    env = gym.make("wm/PickPlace-v0", disable_env_checker=True)
+    expert = make_expert(env, "practice", np.random.default_rng(0))
+    _, actions, infos = _run(env, expert, seed=2)
+    a = np.array(actions)
+    still = np.all(a[:, :6] == 0, axis=1)
+    assert 0.3 < still.mean() < 0.7  # practice_toggle_prob 0.5
+    assert np.all(np.abs(a[still, 6]) == 1.0)
+    grip = np.array([i["ee_state"][6] for i in infos])
+    before = np.concatenate([[0.0], grip[:-1]])  # the episode starts open
+    # each toggle swings the gripper the other way: close when open, open when closed
+    assert np.all(np.sign(a[still, 6]) == np.where(before[still] > 0.5, -1.0, 1.0))
+    assert np.all(np.abs(grip[still] - before[still]) > 0.5)
+    env.close()
+
+
 def test_make_expert_validates_mode():
     env = gym.make("wm/Reach-v0", disable_env_checker=True)
     with pytest.raises(ValueError, match="mode"):

@@ -37,6 +37,7 @@ def fake_cfg(out, **kw) -> CollectConfig:
         ("image_size", 8),
         ("max_steps", -1),
         ("explore_frac", 0.5),
+        ("practice_frac", 0.1),
         ("start_method", "fork"),
         ("crf", 60),
         ("pix_fmt", "rgb24"),
@@ -84,6 +85,9 @@ def test_episode_plan_is_deterministic_and_mixes_modes():
     for mode, frac in (("expert", 0.5), ("noisy", 0.3), ("explore", 0.2)):
         assert abs(modes.count(mode) / 200 - frac) < 0.02
     assert plans[0][0] != episode_plan(dataclasses.replace(cfg, seed=1), 0)[0]
+    mixed = CollectConfig(expert_frac=0.3, noisy_frac=0.3, explore_frac=0.2, practice_frac=0.2)
+    modes = [episode_plan(mixed, i)[1] for i in range(200)]
+    assert abs(modes.count("practice") / 200 - 0.2) < 0.02
 
 
 def test_collect_then_resume_writes_only_missing(tmp_path):

@@ -23,7 +23,8 @@ class CollectConfig:
         workers: worker processes (1 = record in this process).
         out: dataset root folder.
         seed: base seed; episode i's reset seed and expert rng derive from (seed, i).
-        expert_frac, noisy_frac, explore_frac: fractions of expert modes (sum to 1).
+        expert_frac, noisy_frac, explore_frac, practice_frac: fractions of expert modes (sum
+            to 1; see envs.experts for the modes).
         max_steps: cap on actions per episode (0 = the env's time limit only).
         expert_factory: ``module:function`` with the signature of envs.experts.make_expert.
         env_kwargs: extra keyword arguments for ``gymnasium.make``.
@@ -42,6 +43,7 @@ class CollectConfig:
     expert_frac: float = 0.5
     noisy_frac: float = 0.3
     explore_frac: float = 0.2
+    practice_frac: float = 0.0
     max_steps: int = 0
     expert_factory: str = "envs.experts:make_expert"
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -66,11 +68,11 @@ class CollectConfig:
             raise ValueError(f"CollectConfig.workers must be >= 1, got {self.workers}")
         if not self.out:
             raise ValueError("CollectConfig.out must be a folder path")
-        fracs = (self.expert_frac, self.noisy_frac, self.explore_frac)
+        fracs = (self.expert_frac, self.noisy_frac, self.explore_frac, self.practice_frac)
         if min(fracs) < 0 or abs(sum(fracs) - 1.0) > 1e-6:
             raise ValueError(
-                f"CollectConfig.expert_frac/noisy_frac/explore_frac must be >= 0 and sum to 1, "
-                f"got {fracs}"
+                "CollectConfig.expert_frac/noisy_frac/explore_frac/practice_frac must be >= 0 "
+                f"and sum to 1, got {fracs}"
             )
         if self.max_steps < 0:
             raise ValueError(f"CollectConfig.max_steps must be >= 0, got {self.max_steps}")

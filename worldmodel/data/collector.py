@@ -21,7 +21,7 @@ from worldmodel.data.recording import camera_metas, record_episode
 from worldmodel.data.writer import EpisodeWriter
 from worldmodel.errors import DatasetError
 
-MODES = ("expert", "noisy", "explore")
+MODES = ("expert", "noisy", "explore", "practice")
 _GOLDEN = 0.6180339887498949
 
 
@@ -33,8 +33,8 @@ def episode_plan(cfg: CollectConfig, index: int) -> tuple[int, str]:
     """
     seed = int(np.random.SeedSequence([cfg.seed, index]).generate_state(1)[0])
     u = (index * _GOLDEN) % 1.0
-    cum = np.cumsum([cfg.expert_frac, cfg.noisy_frac, cfg.explore_frac])
-    return seed, MODES[min(int(np.searchsorted(cum, u, side="right")), 2)]
+    cum = np.cumsum([cfg.expert_frac, cfg.noisy_frac, cfg.explore_frac, cfg.practice_frac])
+    return seed, MODES[min(int(np.searchsorted(cum, u, side="right")), len(MODES) - 1)]
 
 
 def env_id_of(task: str) -> str:
