@@ -1,7 +1,7 @@
 """Linear (ridge) probe of frozen pooled encoder features on held-out episodes.
 
-Predicts the end-effector xyz (``state[:, :3]``) and, when ``steps.npz`` carries it, the object
-xyz (``object_pos``/``obj_pos``/``object_xyz``), and reports R^2 for our encoder and for a
+Predicts the end-effector xyz (``state[:, :3]``), the gripper state (``state[:, 6]``) and, when
+``steps.npz`` carries it, the object xyz (``object_pos``/``obj_pos``/``object_xyz``), and reports R^2 for our encoder and for a
 randomly initialised encoder of the same architecture in the same run, plus the per-dim
 feature std of the pooled features (a collapse check: a collapsed encoder has std ~ 0).
 
@@ -82,18 +82,21 @@ def fmt_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> str:
 
 
 def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
-    """Features, EE xyz, object xyz (or None) and the frame count of each episode."""
-    feats, ee, obj = [], [], []
+    """Features, EE xyz, object xyz (or None), the frame count of each episode and the gripper
+    state (T, 1) (commanded closure, 0 open .. 1 closed)."""
+    feats, ee, obj, grip = [], [], [], []
     for i in episodes:
         frames = dataset.read_episode_frames(i)[:max_frames]
         table = dataset.steps(i)
         feats.append(pooled_features(enc, frames, grid))
         ee.append(table.state[: len(frames), :3])
+        grip.append(table.state[: len(frames), 6:7])
         key = next((k for k in OBJECT_KEYS if k in table.extra), None)
         obj.append(None if key is None else np.asarray(table.extra[key])[: len(frames), :3])
     has_obj = all(o is not None for o in obj)
     objs = np.concatenate(obj) if has_obj else None
-    return np.concatenate(feats), np.concatenate(ee), objs, [len(f) for f in feats]
+    lengths = [len(f) for f in feats]
+    return np.concatenate(feats), np.concatenate(ee), objs, lengths, np.concatenate(grip)
 
 
 def task_object_names(dataset, episodes) -> list[str] | None:
@@ -157,13 +160,18 @@ def main() -> None:
     )
     names_tr, names_te = task_object_names(dataset, train_eps), task_object_names(dataset, test_eps)
     for name, enc in (("ours", ours), ("random", random_enc)):
-        x_tr, ee_tr, obj_tr, n_tr = collect(dataset, enc, train_eps, args.max_frames, args.grid)
-        x_te, ee_te, obj_te, n_te = collect(dataset, enc, test_eps, args.max_frames, args.grid)
+        x_tr, ee_tr, obj_tr, n_tr, g_tr = collect(
+            dataset, enc, train_eps, args.max_frames, args.grid
+        )
+        x_te, ee_te, obj_te, n_te, g_te = collect(
+            dataset, enc, test_eps, args.max_frames, args.grid
+        )
         if args.save_features:
             np.savez(f"{args.save_features}_{name}.npz", x_tr=x_tr, x_te=x_te, ee_tr=ee_tr,
                      ee_te=ee_te, obj_tr=obj_tr, obj_te=obj_te, n_tr=n_tr, n_te=n_te,
                      names_tr=names_tr, names_te=names_te)  # fmt: skip
         r2_ee = fmt_r2(x_tr, ee_tr, x_te, ee_te, args.alpha)
+        r2_grip = ridge_r2(x_tr, g_tr, x_te, g_te, args.alpha)
         r2_obj = "n/a (no object_pos in steps.npz)"
         if obj_tr is not None and obj_te is not None:
             r2_obj = f"{ridge_r2(x_tr, obj_tr, x_te, obj_te, args.alpha):.3f} (task object);"
@@ -176,7 +184,8 @@ def main() -> None:
                     r2_obj += f" object_xyz[{kind}]={r2} ({off} off-table frames left out)"
         std = x_tr.std(0)
         print(
-            f"{name:7s} R2 ee_xyz={r2_ee} object_xyz={r2_obj}  feature std per dim: "
+            f"{name:7s} R2 ee_xyz={r2_ee} gripper={r2_grip:.3f} object_xyz={r2_obj}  "
+            "feature std per dim: "
             f"mean={std.mean():.4f} min={std.min():.4f} frac<1e-3={(std < 1e-3).mean():.2f}"
         )
 

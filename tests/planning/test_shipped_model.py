@@ -64,3 +64,26 @@ def test_grasp_diagnosis_runs_and_sees_the_real_close(capsys):
     m = re.search(r"'grasped' open ([\d.]+) / closed ([\d.]+)", out)
     assert m and float(m.group(2)) < float(m.group(1))
     assert "3-step rollouts nearer the right outcome" in out
+
+
+def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys):
+    """--data: the expert's close-with-the-arm-still step is found and measured."""
+    import importlib.util
+    import re
+
+    from worldmodel.collect import CollectConfig, collect
+
+    cfg = CollectConfig(
+        env="pick_place", episodes=1, image_size=64, max_steps=30, out=str(tmp_path),
+        expert_frac=1.0, noisy_frac=0.0, explore_frac=0.0, progress=False,
+    )  # fmt: skip
+    collect(cfg)
+    path = SHIPPED.parents[1] / "demos" / "diagnose_grasp.py"
+    spec = importlib.util.spec_from_file_location("diagnose_grasp", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.data_check(WorldModel.load(SHIPPED), str(tmp_path))
+    out = capsys.readouterr().out
+    m = re.search(r"1 grasps \(close, arm still\): real change ([\d.]+); one-step error", out)
+    assert m, out
+    assert float(m.group(1)) > 0

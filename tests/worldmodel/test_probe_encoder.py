@@ -1,0 +1,35 @@
+"""demos/probe_encoder.py end to end on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from worldmodel.data.synthetic import write_synthetic_dataset
+from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.frozen import FrozenEncoder
+
+SCRIPT = Path(__file__).resolve().parents[2] / "demos" / "probe_encoder.py"
+
+
+def test_probe_reports_ee_gripper_and_collapse_check(tmp_path, monkeypatch, capsys):
+    write_synthetic_dataset(tmp_path / "ds", num_episodes=6, lengths=10, image_size=32, seed=0)
+    torch.manual_seed(0)
+    FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "enc")
+    spec = importlib.util.spec_from_file_location("probe_encoder", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    argv = ["probe", "--data", str(tmp_path / "ds"), "--encoder", str(tmp_path / "enc")]
+    monkeypatch.setattr(sys, "argv", [*argv, "--grid", "2", "--alpha", "10"])
+    mod.main()
+    out = capsys.readouterr().out
+    for name in ("ours", "random"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(name))
+        m = re.search(r"ee_xyz=(-?[\d.]+) .* gripper=(-?[\d.]+|nan) ", line)
+        assert m, line
+        assert float(m.group(1)) <= 1.0
+        assert "feature std per dim" in line
