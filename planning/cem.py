@@ -232,6 +232,27 @@ def initial_gaussian(
 
 
 @torch.no_grad()
+def plan_setup(cfg, dynamics: LatentDynamics, z: Tensor, z_goal: Tensor, init_mean, generator):
+    """What every CEM-family planner does first: check inputs, start the clock, and make the
+    generator, the bounds and the initial Gaussian. Returns (start, gen, bounds, mean, std)."""
+    check_inputs(dynamics, cfg, z, z_goal)
+    start = time.perf_counter()
+    gen = make_generator(cfg.seed, z.device) if generator is None else generator
+    bounds = ActionBounds(cfg, z.device)
+    mean, std = initial_gaussian(cfg, bounds, z.shape[0], init_mean)
+    return start, gen, bounds, mean, std
+
+
+def make_score(cfg, bounds: ActionBounds, dynamics: LatentDynamics, z, state, z_goal, energy_fn):
+    """``score(actions (B, S, H, A)) -> (B, S)``: energy of the rollouts plus the effort term."""
+
+    def score(actions: Tensor) -> Tensor:
+        energy = energy_fn(dynamics.rollout(z, state, actions), z_goal)
+        return energy + effort(cfg, bounds, actions)
+
+    return score
+
+
 def finish_plan(cfg: CEMConfig, bounds: ActionBounds, score, it, trace: list, start: float):
     """The :class:`PlanResult` of a finished CEM loop: the projected final mean, its energy
     under ``score``, the elite statistics of the last iteration ``it`` and the elapsed time."""
@@ -262,18 +283,10 @@ class CEMPlanner:
     ) -> PlanResult:
         """Plan (B, H, A) actions from latents z (B,N,D), states (B,7) towards z_goal (B,N,D)."""
         cfg = self.cfg
-        check_inputs(dynamics, cfg, z, z_goal)
-        start = time.perf_counter()
-        gen = make_generator(cfg.seed, z.device) if generator is None else generator
-        bounds = ActionBounds(cfg, z.device)
-        mean, std = initial_gaussian(cfg, bounds, z.shape[0], init_mean)
+        start, gen, bounds, mean, std = plan_setup(cfg, dynamics, z, z_goal, init_mean, generator)
+        score = make_score(cfg, bounds, dynamics, z, state, z_goal, energy_fn)
         trace = []
         with torch.no_grad():
-
-            def score(actions: Tensor) -> Tensor:
-                energy = energy_fn(dynamics.rollout(z, state, actions), z_goal)
-                return energy + effort(cfg, bounds, actions)
-
             for _ in range(cfg.iterations):
                 it = cem_step(cfg, bounds, score, mean, std, gen)
                 mean, std = it.mean, it.std

@@ -22,14 +22,11 @@ import torch
 from torch import Tensor
 
 from planning.cem import (
-    ActionBounds,
     CEMConfig,
     Generators,
     PlanResult,
-    check_inputs,
-    effort,
-    initial_gaussian,
-    make_generator,
+    make_score,
+    plan_setup,
     standard_normal,
 )
 from planning.protocol import EnergyFn, LatentDynamics, final_step_l1_energy
@@ -116,12 +113,9 @@ class ICEMPlanner:
     ) -> PlanResult:
         """Plan (B, H, A) actions from latents z (B,N,D), states (B,7) towards z_goal (B,N,D)."""
         cfg = self.cfg
-        check_inputs(dynamics, cfg, z, z_goal)
-        start = time.perf_counter()
         B, H, A, dev = z.shape[0], cfg.horizon, cfg.action_dim, z.device
-        gen = make_generator(cfg.seed, dev) if generator is None else generator
-        bounds = ActionBounds(cfg, dev)
-        mean, std = initial_gaussian(cfg, bounds, B, init_mean)
+        start, gen, bounds, mean, std = plan_setup(cfg, dynamics, z, z_goal, init_mean, generator)
+        score = make_score(cfg, bounds, dynamics, z, state, z_goal, energy_fn)
         min_std = cfg.min_std * bounds.half_range * bounds.free
         colour = coloured_noise_filter(H, cfg.noise_beta, dev)
         n_keep = math.ceil(cfg.keep_elite_fraction * cfg.top_k)
@@ -135,8 +129,7 @@ class ICEMPlanner:
                 cand = bounds.project(mean[:, None] + std[:, None] * noise)
                 if i == cfg.iterations - 1:
                     cand = torch.cat([cand, bounds.project(mean)[:, None]], dim=1)
-                energy = energy_fn(dynamics.rollout(z, state, cand), z_goal)  # (B, S_i')
-                energy = energy + effort(cfg, bounds, cand)
+                energy = score(cand)  # (B, S_i')
                 evaluated += cand.shape[1]
                 if kept is not None:
                     cand = torch.cat([cand, kept], dim=1)
@@ -151,8 +144,7 @@ class ICEMPlanner:
                 std = torch.maximum(s * std + (1 - s) * elites.std(dim=1), min_std)
             if not cfg.keep_best:  # return the final mean, scored once
                 best = bounds.project(mean)
-                best_energy = energy_fn(dynamics.rollout(z, state, best[:, None]), z_goal)[:, 0]
-                best_energy = best_energy + effort(cfg, bounds, best)
+                best_energy = score(best[:, None])[:, 0]
                 evaluated += 1
         spread = elites.std(dim=1).mean(dim=(1, 2))
         return PlanResult(
