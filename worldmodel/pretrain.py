@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from worldmodel import pretrain_io
 from worldmodel.checkpoints import save_encoder
 from worldmodel.clips import PreprocessedClips, open_clip_source
+from worldmodel.distributed import setup_distributed
 from worldmodel.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer
 from worldmodel.errors import DatasetError
 from worldmodel.masking import MaskPredictor, MaskPredictorConfig, MaskSpec, MultiBlockMasker
@@ -135,22 +135,6 @@ def momentum_at(cfg: PretrainConfig, step: int) -> float:
     return cfg.ema_start + (cfg.ema_end - cfg.ema_start) * step / cfg.total_steps
 
 
-def _setup_distributed(cfg: PretrainConfig) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initializes the process group when WORLD_SIZE is set."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cfg.device not in ("auto", "cuda", "cpu"):
-        device = torch.device(cfg.device)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, world, device
-
-
 def _batches(dataset, cfg: PretrainConfig, rank: int, world: int, epoch: int, skip: int):
     """Deterministic per-(seed, epoch) shard of the data, skipping ``skip`` batches."""
     sampler = DistributedSampler(
@@ -234,7 +218,7 @@ def _save(run_dir: Path, student, target, opt, step: int, history: list) -> None
 
 def train(cfg: PretrainConfig) -> Path:
     """Run (or resume) pretraining; returns the exported encoder folder."""
-    rank, world, device = _setup_distributed(cfg)
+    rank, world, device = setup_distributed(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     preprocess = PreprocessConfig(image_size=cfg.encoder.image_size)

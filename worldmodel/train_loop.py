@@ -8,7 +8,6 @@ layer-normed targets. Under ``torchrun`` each rank takes its slice of the same g
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from worldmodel.distributed import setup_distributed
 from worldmodel.predictor import ACPredictor
 from worldmodel.train_config import TrainConfig, build_predictor, lr_factor
 from worldmodel.train_data import ClipSampler, build_source, split_episodes, window_refs
@@ -93,22 +93,6 @@ def evaluate(predictor: ACPredictor, source, refs: np.ndarray, cfg: TrainConfig,
         report[f"copy_roll{n + 1}"] = m[2 + k + n]
         report[f"roll{n + 1}_ratio"] = m[2 + n] / m[2 + k + n]
     return {key: float(v) for key, v in report.items()}
-
-
-def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group and
-    maps a bare ``cuda`` to this rank's ``cuda:LOCAL_RANK``."""
-    device = torch.device(device_name)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
 
 
 def _optimizer(predictor: ACPredictor, cfg: TrainConfig):
