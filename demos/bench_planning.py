@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from planning.cem import CEMConfig, CEMPlanner, reference_cem, reference_cem_config, shift_plan
+from planning.cem import CEMConfig, CEMPlanner, shift_plan
 from planning.icem import ICEMConfig, ICEMPlanner
+from planning.reference import reference_cem, reference_cem_config
 from planning.toy import ToyDynamics, blank_images
 
 SUCCESS_M = 0.03

@@ -4,8 +4,8 @@ Each batch element keeps a diagonal Gaussian over its (H, A) action sequence. On
 draws S sequences, projects them into the action bounds, rolls all B*S of them through the
 dynamics in one call, keeps the ``top_k`` lowest-energy elites and moves the Gaussian to their
 mean/std (optionally with momentum). The context and goal latents are inputs: nothing that does
-not depend on the sampled actions is recomputed inside the loop. :func:`reference_cem` is the
-literal published recipe (800 samples, 10 iterations, top-10, horizon 1, re-encoding every
+not depend on the sampled actions is recomputed inside the loop. :func:`planning.reference.reference_cem` is
+the literal published recipe (800 samples, 10 iterations, top-10, horizon 1, re-encoding every
 iteration) kept as the speed baseline.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -291,49 +291,4 @@ class CEMPlanner:
                 it = cem_step(cfg, bounds, score, mean, std, gen)
                 mean, std = it.mean, it.std
                 trace.append(it.elite_energy.mean(dim=1))
-        return finish_plan(cfg, bounds, score, it, trace, start)
-
-
-def reference_cem_config(**overrides) -> CEMConfig:
-    """The published recipe: 800 samples, 10 iterations, top-10, horizon 1, no momentum."""
-    base = CEMConfig(
-        samples=800, iterations=10, top_k=10, horizon=1, momentum_mean=0.0, momentum_std=0.0
-    )
-    return replace(base, **overrides)
-
-
-def reference_cem(
-    dynamics: LatentDynamics,
-    images: Tensor,
-    states: Tensor,
-    goal_images: Tensor,
-    goal_states: Tensor | None = None,
-    cfg: CEMConfig | None = None,
-    energy_fn: EnergyFn = final_step_l1_energy,
-    generator: Generators = None,
-) -> PlanResult:
-    """Literal baseline: every iteration re-encodes frame and goal and re-runs the dynamics.
-
-    Same sampling and update rule as :class:`CEMPlanner` (the same seed gives the same plan);
-    only the repeated encoding differs. Kept to measure what the optimized planners save.
-    """
-    cfg = cfg or reference_cem_config()
-    goal_states = states if goal_states is None else goal_states
-    start = time.perf_counter()
-    gen = make_generator(cfg.seed, states.device) if generator is None else generator
-    bounds = ActionBounds(cfg, states.device)
-    mean, std = initial_gaussian(cfg, bounds, states.shape[0], None)
-    trace = []
-    with torch.no_grad():
-        for _ in range(cfg.iterations):
-            z = dynamics.encode(images, states)  # deliberately re-encoded every iteration
-            z_goal = dynamics.encode(goal_images, goal_states)
-            check_inputs(dynamics, cfg, z, z_goal)
-
-            def score(actions: Tensor, z=z, z_goal=z_goal) -> Tensor:
-                return energy_fn(dynamics.rollout(z, states, actions), z_goal)
-
-            it = cem_step(cfg, bounds, score, mean, std, gen)
-            mean, std = it.mean, it.std
-            trace.append(it.elite_energy.mean(dim=1))
         return finish_plan(cfg, bounds, score, it, trace, start)

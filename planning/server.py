@@ -35,10 +35,11 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from planning.cem import CEMConfig, CEMPlanner, reference_cem_config
+from planning.cem import CEMConfig, CEMPlanner
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig, MPCController
 from planning.protocol import ActionLayout, LatentDynamics
+from planning.reference import reference_cem_config
 from planning.toy import ToyDynamics
 from planning.wire import Request, RequestError, packb, parse_request, unpackb
 

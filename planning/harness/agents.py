@@ -20,12 +20,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from planning.cem import reference_cem, reference_cem_config, shift_plan
+from planning.cem import shift_plan
 from planning.harness.oracle import SimOracleDynamics, oracle_energy
 from planning.harness.results import EpisodeResult
 from planning.harness.video import write_episode_video
 from planning.mpc import MPCConfig, MPCController
 from planning.protocol import LatentDynamics
+from planning.reference import reference_cem, reference_cem_config
 
 ROTATION_DIMS = slice(3, 6)
 

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 import envs
-from planning.cem import CEMConfig, CEMPlanner, reference_cem_config
+from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import (
     SUBGOAL_BUDGETS,
     Agent,
@@ -41,6 +41,7 @@ from planning.harness.agents import (
 from planning.harness.results import EpisodeResult, summarize, to_markdown, write_tables
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
+from planning.reference import reference_cem_config
 
 __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_episode"]
 

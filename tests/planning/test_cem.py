@@ -12,11 +12,10 @@ from planning.cem import (
     CEMPlanner,
     make_generator,
     project_l1_ball,
-    reference_cem,
-    reference_cem_config,
     shift_plan,
 )
 from planning.protocol import ActionLayout
+from planning.reference import reference_cem, reference_cem_config
 from planning.toy import ToyDynamics, ToyDynamicsConfig, blank_images
 
 TOL_M = 0.004
