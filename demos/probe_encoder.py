@@ -1,9 +1,10 @@
 """Linear (ridge) probe of frozen pooled encoder features on held-out episodes.
 
 Predicts the end-effector xyz (``state[:, :3]``), the gripper state (``state[:, 6]``) and, when
-``steps.npz`` carries it, the object xyz (``object_pos``/``obj_pos``/``object_xyz``), and reports R^2 for our encoder and for a
-randomly initialised encoder of the same architecture in the same run, plus the per-dim
-feature std of the pooled features (a collapse check: a collapsed encoder has std ~ 0).
+``steps.npz`` carries it, the object xyz (``object_pos``/``obj_pos``/``object_xyz``), and
+reports R^2 for our encoder and for a randomly initialised encoder of the same architecture in
+the same run, plus the per-dim feature std of the pooled features (a collapse check: a
+collapsed encoder has std ~ 0).
 
 Our envs put two objects on the table and draw the task object per episode, so "the task
 object's xyz" is not a function of the image (nothing shows which object it is). The probe

@@ -48,7 +48,8 @@ def clip_losses(
         model: ACPredictor (or DDP-wrapped); z: (B, T, N, D) layer-normed latents;
             actions, states: (B, T, 7).
         event_weight: weight of transitions whose gripper action opens/closes (1: unweighted).
-            The gripper changes few pixels; up-weighting makes the predictor learn it.
+            The gripper changes few pixels; up-weighting is meant to make the predictor learn
+            it (at 10 the tiny preset still did not: see the README's grasp analysis).
 
     Returns:
         (tf_loss, [rollout loss at step 1..k]) scalars.
