@@ -4,9 +4,9 @@ Each batch element keeps a diagonal Gaussian over its (H, A) action sequence. On
 draws S sequences, projects them into the action bounds, rolls all B*S of them through the
 dynamics in one call, keeps the ``top_k`` lowest-energy elites and moves the Gaussian to their
 mean/std (optionally with momentum). The context and goal latents are inputs: nothing that does
-not depend on the sampled actions is recomputed inside the loop. :func:`planning.reference.reference_cem` is
-the literal published recipe (800 samples, 10 iterations, top-10, horizon 1, re-encoding every
-iteration) kept as the speed baseline.
+not depend on the sampled actions is recomputed inside the loop.
+:func:`planning.reference.reference_cem` is the literal published recipe (800 samples, 10
+iterations, top-10, horizon 1, re-encoding every iteration) kept as the speed baseline.
 """
 
 from __future__ import annotations
@@ -231,7 +231,6 @@ def initial_gaussian(
     return mean, std
 
 
-@torch.no_grad()
 def plan_setup(cfg, dynamics: LatentDynamics, z: Tensor, z_goal: Tensor, init_mean, generator):
     """What every CEM-family planner does first: check inputs, start the clock, and make the
     generator, the bounds and the initial Gaussian. Returns (start, gen, bounds, mean, std)."""
@@ -253,6 +252,7 @@ def make_score(cfg, bounds: ActionBounds, dynamics: LatentDynamics, z, state, z_
     return score
 
 
+@torch.no_grad()
 def finish_plan(cfg: CEMConfig, bounds: ActionBounds, score, it, trace: list, start: float):
     """The :class:`PlanResult` of a finished CEM loop: the projected final mean, its energy
     under ``score``, the elite statistics of the last iteration ``it`` and the elapsed time."""
