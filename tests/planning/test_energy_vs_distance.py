@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 import envs
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("evd", ROOT / "demos" / "energy_vs_distance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_points_fall_in_their_bands():
-    mod = _script()
+def test_points_fall_in_their_bands(load_demo):
+    mod = load_demo("energy_vs_distance")
     goal = np.array([0.5, 0.1, 0.2])
     pts, n_near = mod.sample_points(np.random.default_rng(0), goal, 10, 20)
     d = np.linalg.norm(pts - goal, axis=1)
@@ -31,8 +20,8 @@ def test_points_fall_in_their_bands():
     assert (pts[:, 2] >= 0.03).all()
 
 
-def test_placing_the_arm_at_the_goal_reproduces_the_goal_image():
-    mod = _script()
+def test_placing_the_arm_at_the_goal_reproduces_the_goal_image(load_demo):
+    mod = load_demo("energy_vs_distance")
     env = gym.make(envs.TASKS["reach"], image_size=64)
     obs, info = env.reset(seed=3, options={"task_id": 3})
     goal = np.asarray(info["goal_state"][:3])
@@ -43,8 +32,8 @@ def test_placing_the_arm_at_the_goal_reproduces_the_goal_image():
     env.close()
 
 
-def test_pixel_energy_ranks_distance_and_prints_a_summary(capsys):
-    mod = _script()
+def test_pixel_energy_ranks_distance_and_prints_a_summary(capsys, load_demo):
+    mod = load_demo("energy_vs_distance")
     assert abs(mod.spearman(np.arange(5.0), np.arange(5.0) ** 2) - 1.0) < 1e-9
     assert abs(mod.spearman(np.arange(5.0), -np.arange(5.0)) + 1.0) < 1e-9
     mod.main(["--pixels", "--tasks", "2", "--near", "4", "--far", "8"])

@@ -50,15 +50,11 @@ def test_shipped_model_was_trained_on_the_default_camera():
     env.close()
 
 
-def test_grasp_diagnosis_runs_and_sees_the_real_close(capsys):
+def test_grasp_diagnosis_runs_and_sees_the_real_close(capsys, load_demo):
     """demos/diagnose_grasp.py: a real close brings the frame nearer the 'grasped' image."""
-    import importlib.util
     import re
 
-    path = SHIPPED.parents[1] / "demos" / "diagnose_grasp.py"
-    spec = importlib.util.spec_from_file_location("diagnose_grasp", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_demo("diagnose_grasp")
     mod.main(["--model", str(SHIPPED), "--episodes", "2", "--threads", "2"])
     out = capsys.readouterr().out
     m = re.search(r"'grasped' open ([\d.]+) / closed ([\d.]+)", out)
@@ -66,9 +62,8 @@ def test_grasp_diagnosis_runs_and_sees_the_real_close(capsys):
     assert "3-step rollouts nearer the right outcome" in out
 
 
-def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys):
+def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, load_demo):
     """--data: the expert's close-with-the-arm-still step is found and measured."""
-    import importlib.util
     import re
 
     from worldmodel.collect import CollectConfig, collect
@@ -78,11 +73,7 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys):
         expert_frac=1.0, noisy_frac=0.0, explore_frac=0.0, progress=False,
     )  # fmt: skip
     collect(cfg)
-    path = SHIPPED.parents[1] / "demos" / "diagnose_grasp.py"
-    spec = importlib.util.spec_from_file_location("diagnose_grasp", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.data_check(WorldModel.load(SHIPPED), str(tmp_path))
+    load_demo("diagnose_grasp").data_check(WorldModel.load(SHIPPED), str(tmp_path))
     out = capsys.readouterr().out
     m = re.search(r"1 grasps \(close, arm still\): real change ([\d.]+); one-step error", out)
     assert m, out

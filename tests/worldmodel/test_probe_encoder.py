@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import torch
 
@@ -13,16 +11,12 @@ from worldmodel.data.synthetic import write_synthetic_dataset
 from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
 from worldmodel.frozen import FrozenEncoder
 
-SCRIPT = Path(__file__).resolve().parents[2] / "demos" / "probe_encoder.py"
 
-
-def test_probe_reports_ee_gripper_and_collapse_check(tmp_path, monkeypatch, capsys):
+def test_probe_reports_ee_gripper_and_collapse_check(tmp_path, monkeypatch, capsys, load_demo):
     write_synthetic_dataset(tmp_path / "ds", num_episodes=6, lengths=10, image_size=32, seed=0)
     torch.manual_seed(0)
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "enc")
-    spec = importlib.util.spec_from_file_location("probe_encoder", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_demo("probe_encoder")
     argv = ["probe", "--data", str(tmp_path / "ds"), "--encoder", str(tmp_path / "enc")]
     monkeypatch.setattr(sys, "argv", [*argv, "--grid", "2", "--alpha", "10"])
     mod.main()
