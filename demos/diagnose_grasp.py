@@ -105,6 +105,33 @@ def scene_checks(wm: WorldModel, episodes: int, **env_kwargs) -> None:
     env.close()
 
 
+def _arm_still(actions: np.ndarray) -> np.ndarray:
+    """(T,) bool: the action moves the arm less than 5 mm on every axis."""
+    return np.abs(actions[:, :3]).max(axis=1) < 5e-3
+
+
+def gripper_counts(data: str) -> None:
+    """How many recorded transitions open or close the gripper (|dgripper| >= 0.5, what
+    wm-train's gripper_event_weight weights), and how many of those keep the arm still."""
+    from worldmodel.data.episodes import open_dataset
+
+    ds = open_dataset(data)
+    total = events = still = 0
+    for i in range(len(ds)):
+        a = ds.steps(i).action[:-1]  # the last row is no action
+        big = np.abs(a[:, 6]) >= 0.5
+        total, events, still = (
+            total + len(a),
+            events + big.sum(),
+            still + (big & _arm_still(a)).sum(),
+        )
+    print(
+        f"training data: {events} of {total} transitions open or close the gripper "
+        f"({100 * events / max(total, 1):.1f} %), {still} of them with the arm still "
+        f"({100 * still / max(total, 1):.1f} % of all)"
+    )
+
+
 def data_check(wm: WorldModel, data: str, limit: int = 60, start: int = 0) -> None:
     """At the first step of each training episode that closes the gripper with the arm still
     (the expert's grasp), the model's one-step error with the recorded action and with its
@@ -117,8 +144,8 @@ def data_check(wm: WorldModel, data: str, limit: int = 60, start: int = 0) -> No
     for i in range(start, len(ds)):
         tab = ds.steps(i)
         a = tab.action
-        still = [t for t in range(len(a) - 1) if a[t, 6] > 0.5 and np.abs(a[t, :3]).max() < 5e-3]
-        if not still:
+        still = np.flatnonzero((a[:-1, 6] > 0.5) & _arm_still(a[:-1]))
+        if not len(still):
             continue
         t = still[0]
         frames = ds.read_episode_frames(i)[t : t + 2]
@@ -165,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     scene_checks(wm, args.episodes, **{k: tuple(v) if isinstance(v, list) else v
                                        for k, v in view.items() if v is not None})  # fmt: skip
     if args.data:
+        gripper_counts(args.data)
         data_check(wm, args.data, start=args.data_start)
 
 

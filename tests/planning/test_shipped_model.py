@@ -73,8 +73,16 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, loa
         expert_frac=1.0, noisy_frac=0.0, explore_frac=0.0, progress=False,
     )  # fmt: skip
     collect(cfg)
-    load_demo("diagnose_grasp").data_check(WorldModel.load(SHIPPED), str(tmp_path))
+    mod = load_demo("diagnose_grasp")
+    mod.gripper_counts(str(tmp_path))
+    mod.data_check(WorldModel.load(SHIPPED), str(tmp_path))
     out = capsys.readouterr().out
+    counts = re.search(
+        r"(\d+) of (\d+) transitions open or close .*, (\d+) of them with the arm", out
+    )
+    assert counts, out
+    events, total, still = (int(g) for g in counts.groups())
+    assert total == 30 and 1 <= still <= events < total  # the expert closes once, arm still
     m = re.search(r"1 grasps \(close, arm still\): real change ([\d.]+); one-step error", out)
     assert m, out
     assert float(m.group(1)) > 0
