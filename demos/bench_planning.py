@@ -86,7 +86,7 @@ def model_episodes(
     import gymnasium as gym
 
     import envs
-    from planning.harness.agents import PlannerAgent, ReferenceCEMAgent, run_episode
+    from planning.harness.agents import PlannerAgent, ReferenceCEMAgent, model_views, run_episode
     from worldmodel.world_model import WorldModel
 
     wm = WorldModel.load(model_dir)
@@ -94,7 +94,7 @@ def model_episodes(
         agent = ReferenceCEMAgent(wm)
     else:
         agent = PlannerAgent(wm, make_planner(method, budget))
-    env = gym.make(envs.TASKS["reach"], image_size=64)
+    env = gym.make(envs.TASKS["reach"], image_size=64, views=model_views(wm))
     runs = [run_episode(env, agent, method, k, k, max_steps) for k in range(n)]
     return [(r.success, r.seconds_per_action) for r in runs]
 

@@ -17,7 +17,8 @@ the same error from both); ``--data-start K`` checks episodes from K on (e.g. ap
 episodes).
 
     python demos/diagnose_grasp.py --model models/shipped --data runs/shipped/data
-    (a model trained on another view: --camera-pos X Y Z --camera-lookat X Y Z --camera-fovy F)
+    (a model trained on another view: --camera-pos X Y Z --camera-lookat X Y Z --camera-fovy F;
+    a model of several views is given their mosaic, WorldModel.views)
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 
 import envs
-from planning.harness.agents import check_camera
+from planning.harness.agents import check_camera, model_views
+from worldmodel.views import read_view_frames
 from worldmodel.world_model import WorldModel
 
 CLOSE = np.array([0, 0, 0, 0, 0, 0, 1], np.float32)
@@ -43,12 +45,12 @@ def _l1(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def scene_checks(wm: WorldModel, episodes: int, **env_kwargs) -> None:
-    env = gym.make(envs.TASKS["pick_place"], **env_kwargs).unwrapped
+    env = gym.make(envs.TASKS["pick_place"], views=model_views(wm), **env_kwargs).unwrapped
     check_camera(wm, env)
 
     def enc() -> tuple[torch.Tensor, np.ndarray]:
         state = env.ee_state()
-        img = torch.as_tensor(env.render_rgb()[None])
+        img = torch.as_tensor(env.render_views()[None])
         return wm.encode(img, torch.as_tensor(state[None], dtype=torch.float32)), state
 
     rows = []
@@ -148,7 +150,7 @@ def data_check(wm: WorldModel, data: str, limit: int = 60, start: int = 0) -> No
         if not len(still):
             continue
         t = still[0]
-        frames = ds.read_episode_frames(i)[t : t + 2]
+        frames = read_view_frames(ds, i, model_views(wm), np.arange(t, t + 2))
         states = torch.as_tensor(tab.state[t : t + 2], dtype=torch.float32)
         with torch.inference_mode():
             z = wm.encode(torch.as_tensor(frames), states)

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         from worldmodel.world_model import WorldModel
 
         model, kind = WorldModel.load(args.model), "model"
-    env = gym.make(envs.TASKS[args.task], image_size=args.image_size)
+    views = ("exterior",) if model is None else model.views
+    env = gym.make(envs.TASKS[args.task], image_size=args.image_size, views=views)
     obs, info = env.reset(options={"task_id": args.task_id})
     axis, actions = grid_actions(args.radius, args.grid)
     energy = landscape(kind, env, obs, info, actions, model)

@@ -78,7 +78,7 @@ def render_at(env: gym.Env, points: np.ndarray) -> np.ndarray:
     for p in points:
         u.set_sim_state(saved)
         u.place_config(GoalConfig(ee_pos=tuple(p)))
-        imgs.append(u.render_rgb())
+        imgs.append(u.render_views())
     u.set_sim_state(saved)
     return np.stack(imgs)
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     energy = make_energy(args)
-    env = gym.make(envs.TASKS[args.task], image_size=args.image_size)
+    views = WorldModel.load(args.model).views if args.model else ("exterior",)
+    env = gym.make(envs.TASKS[args.task], image_size=args.image_size, views=views)
     rng = np.random.default_rng(args.seed)
     rho, below_mean, below_max = [], 0, 0
     for k in range(args.tasks):

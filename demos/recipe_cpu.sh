@@ -18,6 +18,11 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 TRAIN_STEPS=${TRAIN_STEPS:-16000}
 DECAY_STEPS=${DECAY_STEPS:-4000}   # the last steps anneal the learning rate linearly to 0
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
+# cameras the world model sees side by side (worldmodel/views.py): the exterior camera, plus
+# the wrist camera, where a grasp fills the image instead of a few pixels
+VIEWS=${VIEWS:-exterior+wrist}
+WRIST=false
+case "+$VIEWS+" in *+wrist+*) WRIST=true ;; esac
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 stage() {
@@ -31,17 +36,18 @@ stage() {
 
 # 1. pick-and-place episodes (expert / noisy / exploratory): every motion the four tasks need
 stage collect wm-collect env=pick_place episodes="$EPISODES" image_size=64 workers=2 \
-    out="$RUN/data" expert_frac=0.3 noisy_frac=0.3 explore_frac=0.4
-# 2. V-JEPA pretraining of the small encoder on those videos; the EMA target encoder is exported
+    out="$RUN/data" expert_frac=0.3 noisy_frac=0.3 explore_frac=0.4 wrist_camera="$WRIST"
+# 2. V-JEPA pretraining of the small encoder on the exterior videos; the EMA target encoder is
+#    exported (the wrist frames are encoded by the same frozen encoder)
 stage pretrain wm-pretrain data_root="$RUN/data" run_dir="$RUN/pretrain" encoder=vit_tiny_cpu \
     total_steps="$PRETRAIN_STEPS"
-# 3. frozen features of every frame, fp16, memory-mapped
+# 3. frozen features of every frame (its views side by side), fp16, memory-mapped
 stage cache wm-cache data_root="$RUN/data" encoder_path="$RUN/pretrain/encoder" \
-    cache_dir="$RUN/features"
+    cache_dir="$RUN/features" camera="$VIEWS"
 # 4. the action-conditioned predictor on the cached features
 stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
-    cache_root="$RUN/features" out_dir="$RUN/predictor" predictor=tiny max_steps="$TRAIN_STEPS" \
-    decay_steps="$DECAY_STEPS"
+    cache_root="$RUN/features" camera="$VIEWS" out_dir="$RUN/predictor" predictor=tiny \
+    max_steps="$TRAIN_STEPS" decay_steps="$DECAY_STEPS"
 
 if [ -n "$EXPORT" ]; then
     mkdir -p "$(dirname "$EXPORT")"

@@ -77,12 +77,15 @@ class ArmEnv(gym.Env):
         self.ik.rest_qpos = self.home_q.copy()
         size = self.cfg.image_size
         self._renderer = mujoco.Renderer(m, size, size)
-        self._cameras = ("exterior", "wrist") if self.cfg.wrist_camera else ("exterior",)
+        self._cameras = (
+            ("exterior", "wrist") if self.cfg.scene_config().wrist_camera else ("exterior",)
+        )
         img = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        views = gym.spaces.Box(0, 255, (size, size * len(self.cfg.views), 3), np.uint8)
         state_high = np.array([2.0, 2.0, 2.0, np.pi, np.pi, np.pi, 1.0], dtype=np.float32)
         state_low = -state_high
         state_low[6] = 0.0
-        spaces = {"rgb": img, "state": gym.spaces.Box(state_low, state_high, dtype=np.float32)}
+        spaces = {"rgb": views, "state": gym.spaces.Box(state_low, state_high, dtype=np.float32)}
         if self.cfg.wrist_camera:
             spaces["wrist_rgb"] = img
         self.observation_space = gym.spaces.Dict(spaces)
@@ -150,8 +153,13 @@ class ArmEnv(gym.Env):
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render().copy()
 
+    def render_views(self) -> np.ndarray:
+        """(H, V * W, 3): the cameras of ``cfg.views`` side by side (``obs["rgb"]``)."""
+        images = [self.render_rgb(view) for view in self.cfg.views]
+        return images[0] if len(images) == 1 else np.concatenate(images, axis=1)
+
     def render(self) -> np.ndarray | None:
-        return self.render_rgb() if self.render_mode == "rgb_array" else None
+        return self.render_views() if self.render_mode == "rgb_array" else None
 
     def camera_info(self) -> dict[str, Any]:
         """Exterior camera pose and intrinsics for dataset metadata."""
@@ -199,7 +207,7 @@ class ArmEnv(gym.Env):
         for goal in goals:
             self.place_config(goal)
             self.goal_sim_states.append(self.get_sim_state())
-            self._goal_rgbs.append(self.render_rgb())
+            self._goal_rgbs.append(self.render_views())
             self.set_sim_state(saved)
 
     # ----------------------------------------------------------------- gym API
@@ -285,7 +293,7 @@ class ArmEnv(gym.Env):
             done += n
 
     def _observation(self) -> dict[str, np.ndarray]:
-        obs = {"rgb": self.render_rgb(), "state": self.ee_state().astype(np.float32)}
+        obs = {"rgb": self.render_views(), "state": self.ee_state().astype(np.float32)}
         if self.cfg.wrist_camera:
             obs["wrist_rgb"] = self.render_rgb("wrist")
         return obs

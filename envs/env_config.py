@@ -8,7 +8,9 @@ import numpy as np
 
 from envs.scene import OBJECT_SPECS, SceneConfig
 
-__all__ = ["EnvConfig", "GoalConfig"]
+__all__ = ["CAMERAS", "EnvConfig", "GoalConfig"]
+
+CAMERAS = frozenset({"exterior", "wrist"})
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class EnvConfig:
     Attributes:
         image_size: square render size (px) of every camera.
         wrist_camera: also render ``obs["wrist_rgb"]``.
+        views: cameras that ``obs["rgb"]`` and the goal images show side by side, each
+            ``image_size`` square, in this order: ``("exterior",)`` (default) or
+            ``("exterior", "wrist")`` for world models trained on both (``worldmodel.views``).
         high_fidelity: shadows, second light, textured table (slower rendering).
         camera_pos, camera_lookat, camera_fovy_deg: exterior camera pose (base frame, m) and FOV.
         objects: objects on the table (subset of ``envs.scene.OBJECT_SPECS``).
@@ -39,6 +44,7 @@ class EnvConfig:
 
     image_size: int = 64
     wrist_camera: bool = False
+    views: tuple[str, ...] = ("exterior",)
     high_fidelity: bool = False
     camera_pos: tuple[float, float, float] = (1.1, -0.45, 0.42)
     camera_lookat: tuple[float, float, float] = (0.5, 0.0, 0.21)
@@ -70,6 +76,12 @@ class EnvConfig:
                 raise ValueError(f"EnvConfig.{name} must have 3 entries, got {value}")
             object.__setattr__(self, name, value)
         object.__setattr__(self, "objects", tuple(self.objects))
+        views = (self.views,) if isinstance(self.views, str) else tuple(self.views)
+        object.__setattr__(self, "views", views)
+        if not views or len(set(views)) != len(views) or not set(views) <= CAMERAS:
+            raise ValueError(
+                f"EnvConfig.views must be distinct names out of {sorted(CAMERAS)}, got {views}"
+            )
         if not 16 <= self.image_size <= 2048:
             raise ValueError(f"EnvConfig.image_size must be in [16, 2048], got {self.image_size}")
         if not self.physics_dt_s < self.ctrl_dt_s <= 2.0:
@@ -94,7 +106,7 @@ class EnvConfig:
             camera_pos=self.camera_pos,
             camera_lookat=self.camera_lookat,
             camera_fovy_deg=self.camera_fovy_deg,
-            wrist_camera=self.wrist_camera,
+            wrist_camera=self.wrist_camera or "wrist" in self.views,
             high_fidelity=self.high_fidelity,
             max_image_size=max(256, self.image_size),
         )

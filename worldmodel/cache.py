@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from worldmodel.feature_cache import EpisodeFrames, FeatureCacheWriter
 from worldmodel.frozen import FrozenEncoder
+from worldmodel.views import parse_views, read_view_frames, with_views
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,13 @@ class CacheConfig:
     data_root: str = ""
     encoder_path: str = ""
     cache_dir: str = ""
-    camera: str = "exterior"
+    camera: str = "exterior"  # or several views side by side: "exterior+wrist"
     batch_size: int = 64
     device: str = "auto"
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        parse_views(self.camera)  # ValueError on a malformed view list
         if not self.data_root or not self.encoder_path:
             raise ValueError("CacheConfig.data_root and CacheConfig.encoder_path must be set")
         if self.batch_size <= 0:
@@ -43,6 +45,9 @@ class CacheConfig:
 
 
 def _frames_of(dataset: EpisodeFrames, episode: int, camera: str) -> np.ndarray:
+    views = parse_views(camera)
+    if len(views) > 1:  # a mosaic of the views side by side (worldmodel.views)
+        return read_view_frames(dataset, episode, views)
     out = (
         dataset.read_episode_frames(episode)
         if camera == "exterior"
@@ -84,6 +89,7 @@ def build_cache(cfg: CacheConfig) -> Path:
     encoder = FrozenEncoder.from_checkpoint(
         cfg.encoder_path, batch_size=cfg.batch_size, device=device
     )
+    encoder = with_views(encoder, cfg.camera)  # camera=exterior+wrist: views side by side
     cache_dir = cfg.resolved_cache_dir
     if cfg.overwrite and cache_dir.exists():
         shutil.rmtree(cache_dir)

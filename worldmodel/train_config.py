@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor
+from worldmodel.views import parse_views
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class TrainConfig:
     encoder_dir: str = ""
     out_dir: str = "runs/predictor"
     mode: str = "cached"  # cached | on_the_fly
+    camera: str = "exterior"  # or views side by side, "exterior+wrist" (as wm-cache made them)
     predictor: str = "tiny"  # a PREDICTOR_PRESETS name
     pool_kernel: int = 0  # 0: keep the preset's
     clip_len: int = 8  # frames per clip (4 Hz), as published
@@ -47,6 +49,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        parse_views(self.camera)  # ValueError on a malformed view list
         if self.mode not in ("cached", "on_the_fly"):
             raise ValueError(f"TrainConfig.mode must be 'cached' or 'on_the_fly', got {self.mode}")
         if self.predictor not in PREDICTOR_PRESETS:

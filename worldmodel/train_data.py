@@ -18,6 +18,7 @@ from torch import Tensor
 from worldmodel.errors import StaleCacheError
 from worldmodel.predictor import ACPredictor
 from worldmodel.train_config import TrainConfig
+from worldmodel.views import parse_views, read_view_frames, with_views
 from worldmodel.world_model import layer_norm
 
 
@@ -78,8 +79,17 @@ class EpisodeSource:
     encoded with ``encoder.encode_frames`` in one call per batch.
     """
 
-    def __init__(self, dataset, encoder, features: Callable[[int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        dataset,
+        encoder,
+        features: Callable[[int], np.ndarray] | None = None,
+        views: tuple[str, ...] = ("exterior",),
+    ):
+        """``views``: the cameras of a frame, side by side (``worldmodel.views``); the encoder
+        must take their mosaics (``with_views``)."""
         self.dataset, self.encoder, self.features = dataset, encoder, features
+        self.views = tuple(views)
         self.num_episodes = len(dataset)
         self.feature_dim, self.grid = int(encoder.embed_dim), tuple(encoder.grid)
 
@@ -93,7 +103,10 @@ class EpisodeSource:
                 np.asarray(self.features(ep)[st : st + clip_len], np.float32) for ep, st in refs
             ]
             return torch.from_numpy(np.stack(feats)).to(device)
-        frames = np.stack([self.dataset.read_clip(ep, st, clip_len).frames for ep, st in refs])
+        frames = np.stack(
+            [read_view_frames(self.dataset, ep, self.views, np.arange(st, st + clip_len))
+             for ep, st in refs]
+        )  # fmt: skip
         b = frames.shape[0]  # frames: (B, T, H, W, 3)
         z = self.encoder.encode_frames(frames.reshape(b * clip_len, *frames.shape[2:]))
         return z.to(device).float().view(b, clip_len, *z.shape[1:])  # (B, T, h*w, D)
@@ -114,7 +127,7 @@ class EpisodeSource:
 
         meta = self.dataset.meta
         camera = asdict(meta.camera("exterior")) if "exterior" in meta.camera_names else None
-        WorldModel(self.encoder, predictor, camera).save(folder)
+        WorldModel(self.encoder, predictor, camera, views=self.views).save(folder)
 
 
 def check_cache_matches(cache, dataset, cache_root: str) -> None:
@@ -141,11 +154,14 @@ def build_source(cfg: TrainConfig, device: torch.device | str = "cpu") -> Episod
     if cfg.mode == "cached" and not cfg.cache_root:
         raise ValueError("TrainConfig.cache_root is required in mode='cached'")
     dataset = open_dataset(cfg.data_root)
-    encoder = FrozenEncoder.load(cfg.encoder_dir, device=device)
+    views = parse_views(cfg.camera)
+    for view in views:
+        dataset.meta.camera(view)  # KeyError naming the dataset's cameras
+    encoder = with_views(FrozenEncoder.load(cfg.encoder_dir, device=device), views)
     if cfg.mode == "on_the_fly":
-        return EpisodeSource(dataset, encoder)
+        return EpisodeSource(dataset, encoder, views=views)
     from worldmodel.feature_cache import FeatureCache
 
     cache = FeatureCache(cfg.cache_root, encoder.identity())
     check_cache_matches(cache, dataset, cfg.cache_root)
-    return EpisodeSource(dataset, encoder, features=cache.features)
+    return EpisodeSource(dataset, encoder, features=cache.features, views=views)

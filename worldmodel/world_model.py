@@ -28,6 +28,7 @@ from worldmodel.checkpoints_predictor import load_state_strict
 from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.predictor import ACPredictor, PredictorConfig
 from worldmodel.state_ops import propagate_states
+from worldmodel.views import MultiViewEncoder, parse_views
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "world_model.json"
@@ -55,11 +56,20 @@ class WorldModel:
     """Frozen encoder + :class:`ACPredictor` implementing ``planning.protocol.LatentDynamics``."""
 
     def __init__(
-        self, frozen_encoder: Any, predictor: ACPredictor, camera: dict | None = None
+        self,
+        frozen_encoder: Any,
+        predictor: ACPredictor,
+        camera: dict | None = None,
+        views: tuple[str, ...] | str = ("exterior",),
     ) -> None:
         """``camera``: the training data's camera record (``worldmodel.data.meta.CameraMeta``
         as a dict: name, width, height, fovy_deg, parent, pos_m, quat_wxyz), saved with the
-        model so :meth:`check_camera` can refuse a different view; None = unknown."""
+        model so :meth:`check_camera` can refuse a different view; None = unknown.
+        ``views``: the cameras a frame holds side by side (``worldmodel.views``); with several,
+        ``frozen_encoder`` is the single-view encoder and is wrapped here."""
+        self.views = parse_views(views)
+        if len(self.views) > 1 and not isinstance(frozen_encoder, MultiViewEncoder):
+            frozen_encoder = MultiViewEncoder(frozen_encoder, self.views)
         cfg = predictor.cfg
         grid = getattr(frozen_encoder, "grid", None)
         if grid is not None and tuple(grid) != tuple(cfg.input_grid):
@@ -97,7 +107,9 @@ class WorldModel:
 
     @torch.no_grad()
     def encode(self, images: Tensor | np.ndarray, states: Tensor | np.ndarray) -> Tensor:
-        """(B, H_img, W_img, 3) uint8 frames, (B, 7) states -> (B, N, D) pooled, layer-normed."""
+        """(B, H_img, W_img, 3) uint8 frames, (B, 7) states -> (B, N, D) pooled, layer-normed.
+
+        With several ``views`` a frame is their mosaic, (B, H, V * H, 3) in ``views`` order."""
         if images.ndim != 4 or images.shape[-1] != 3 or states.shape[-1] != 7:
             raise ValueError(
                 f"expected images (B,H,W,3) uint8 and states (B,7), got "
@@ -169,6 +181,8 @@ class WorldModel:
         meta = {"format_version": FORMAT_VERSION, "predictor": asdict(self.predictor.cfg)}
         if self.camera is not None:
             meta["camera"] = self.camera
+        if self.views != ("exterior",):
+            meta["views"] = list(self.views)
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         if folder.exists():
             old = folder.with_name(folder.name + ".old")
@@ -193,7 +207,11 @@ class WorldModel:
         camera = meta.get("camera")
         if camera is not None and not isinstance(camera, dict):
             raise CheckpointError(f"{folder / CONFIG_FILE}: 'camera' must be an object")
-        return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera)
+        try:
+            views = parse_views(meta.get("views", ["exterior"]))
+        except (ValueError, AttributeError, TypeError) as err:
+            raise CheckpointError(f"{folder / CONFIG_FILE}: bad 'views' ({err})") from err
+        return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera, views)
 
 
 _CAMERA_EXACT = ("name", "width", "height", "parent")

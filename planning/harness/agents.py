@@ -52,9 +52,22 @@ SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
 GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05)
 
 
+def model_views(dynamics: Any) -> tuple[str, ...]:
+    """The cameras ``dynamics`` expects side by side in a frame (``WorldModel.views``); the
+    env must render the same (``EnvConfig.views``). Exterior alone when it records none."""
+    return tuple(getattr(dynamics, "views", None) or ("exterior",))
+
+
 def check_camera(dynamics: Any, env: gym.Env) -> None:
     """Refuse to plan when ``dynamics`` records a training camera (``WorldModel.camera``) that
-    differs from the exterior camera ``env`` renders (raises ``CameraMismatchError``)."""
+    differs from the exterior camera ``env`` renders (raises ``CameraMismatchError``), or
+    expects other views side by side than ``env`` renders (ValueError)."""
+    env_views = tuple(getattr(getattr(env.unwrapped, "cfg", None), "views", ("exterior",)))
+    if env_views != model_views(dynamics):
+        raise ValueError(
+            f"the world model takes the views {model_views(dynamics)} side by side, the env "
+            f"renders {env_views}: make the env with views={list(model_views(dynamics))}"
+        )
     check = getattr(dynamics, "check_camera", None)
     size = getattr(getattr(env.unwrapped, "cfg", None), "image_size", None)
     if check is None or getattr(dynamics, "camera", None) is None or size is None:

@@ -27,6 +27,7 @@ from planning.harness.agents import (
     Agent,
     OracleAgent,
     PlannerAgent,
+    model_views,
     run_episode,
 )
 from planning.mpc import MPCConfig
@@ -67,7 +68,8 @@ def run_demo(
     agent = make_demo_agent(model, samples, iterations)
     summary = {}
     for task in tasks:
-        env = gym.make(envs.TASKS[task], image_size=image_size)
+        views = model_views(getattr(getattr(agent, "mpc", None), "dynamics", None))
+        env = gym.make(envs.TASKS[task], image_size=image_size, views=views)
         wins, times = 0, []
         for k in tqdm(range(episodes), desc=f"wm-demo {task}"):
             video = out / f"{task}_{k:02d}.mp4"

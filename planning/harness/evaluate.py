@@ -36,6 +36,7 @@ from planning.harness.agents import (
     PlannerAgent,
     RandomAgent,
     ReferenceCEMAgent,
+    model_views,
     run_episode,
 )
 from planning.harness.results import EpisodeResult, summarize, to_markdown, write_tables
@@ -203,10 +204,12 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
     return ReferenceCEMAgent(dynamics, cfg.reference_cem, budgets, cfg.mpc.device)
 
 
-def make_env(cfg: EvalConfig, task: str) -> gym.Env:
+def make_env(cfg: EvalConfig, task: str, views: tuple[str, ...] = ("exterior",)) -> gym.Env:
+    """The task's env; ``views``: what the world model sees side by side (``model_views``)."""
     return gym.make(
-        envs.TASKS[task], image_size=cfg.image_size, max_episode_steps=cfg.steps_for(task)
-    )
+        envs.TASKS[task], image_size=cfg.image_size, max_episode_steps=cfg.steps_for(task),
+        views=views,
+    )  # fmt: skip
 
 
 def _video_path(cfg: EvalConfig, task: str, method: str, k: int) -> Path | None:
@@ -224,7 +227,11 @@ def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResu
     if "model" not in _WORKER:
         _WORKER["model"] = load_model(cfg) if any(METHODS[m] for m in cfg.methods) else None
     if (task, method) not in _WORKER:
-        _WORKER[(task, method)] = (make_env(cfg, task), make_agent(method, cfg, _WORKER["model"]))
+        views = model_views(_WORKER["model"]) if METHODS[method] else ("exterior",)
+        _WORKER[(task, method)] = (
+            make_env(cfg, task, views),
+            make_agent(method, cfg, _WORKER["model"]),
+        )
     env, agent = _WORKER[(task, method)]
     return run_episode(
         env, agent, method, k, cfg.seed + k, cfg.steps_for(task), _video_path(cfg, task, method, k)

@@ -48,10 +48,11 @@ def energy_panel(energies: Sequence[float], size: int, current: int) -> np.ndarr
 def compose_frame(
     obs: np.ndarray, goal: np.ndarray, energies: Sequence[float], step: int
 ) -> np.ndarray:
-    """One video frame: (S, 3S, 3) uint8 with observation, goal and energy panels."""
+    """One video frame: (S, 2W + S, 3) uint8 with observation, goal and energy panels (W = S,
+    or a multiple of it for several views side by side)."""
     if obs.shape != goal.shape or obs.ndim != 3 or obs.shape[2] != 3:
         raise ValueError(
-            f"obs and goal must be equal (S,S,3) images, got {obs.shape}, {goal.shape}"
+            f"obs and goal must be equal (S,W,3) images, got {obs.shape}, {goal.shape}"
         )
     size = obs.shape[0]
     return np.concatenate([obs, goal, energy_panel(energies, size, step)], axis=1)

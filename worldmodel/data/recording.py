@@ -80,6 +80,13 @@ def record_episode(
     """
     obs, info = env.reset(seed=seed)
     expert.reset()
+    rgb = obs["rgb"]
+    if "exterior" in cameras and rgb.shape[0] != rgb.shape[1]:
+        raise ValueError(
+            f"obs['rgb'] is {rgb.shape[1]} px wide and {rgb.shape[0]} high: an env with several "
+            "views side by side (EnvConfig.views); record each camera on its own (views default, "
+            "wrist_camera=True)"
+        )
     frames = {cam: [obs[CAMERA_OBS_KEYS[cam]]] for cam in cameras}
     states, actions = [obs["state"]], []
     success, distance = [bool(info.get("is_success", False))], [info.get("task_distance", np.nan)]
