@@ -14,6 +14,7 @@ tested on the episodes whose task object is the cube), recovering the kind by re
 off the table (out of view); this is the object figure of the quality gate.
 
     python demos/probe_encoder.py --data data/reach --encoder runs/pretrain/encoder
+    python demos/probe_encoder.py ... --views exterior+wrist   # data recorded with the wrist camera
 """
 
 from __future__ import annotations
@@ -28,23 +29,25 @@ import envs  # noqa: F401  (registers the wm/* envs)
 from worldmodel.data.episodes import open_dataset
 from worldmodel.encoder import VisionTransformer
 from worldmodel.frozen import FrozenEncoder
+from worldmodel.views import parse_views, read_view_frames, with_views
 
 OBJECT_KEYS = ("object_pos", "obj_pos", "object_xyz")
 
 
-def pooled_features(enc: FrozenEncoder, frames: np.ndarray, grid: int = 1) -> np.ndarray:
-    """(T, H, W, 3) uint8 -> (T, grid*grid*D): the layer-normed final features average-pooled
-    to a ``grid`` x ``grid`` token grid and flattened (grid 1 = the token mean). A small grid
-    keeps where things are, which a global mean throws away for a few-pixel object."""
+def pooled_features(
+    enc: FrozenEncoder, frames: np.ndarray, grid: int = 1, views: int = 1
+) -> np.ndarray:
+    """(T, H, V*W, 3) uint8 -> (T, V*grid*grid*D): the layer-normed final features of each of
+    the ``views`` side by side average-pooled to a ``grid`` x ``grid`` token grid and
+    flattened (grid 1 = the token mean per view). A small grid keeps where things are, which a
+    global mean throws away for a few-pixel object."""
     z = enc.encode_frames(frames)  # (T, N, D)
     z = torch.nn.functional.layer_norm(z, z.shape[-1:])
-    if grid == 1:
-        return z.mean(1).cpu().numpy()
     h, w = enc.grid
-    if h % grid or w % grid:
-        raise SystemExit(f"--grid {grid} must divide the {h}x{w} token grid")
+    if h % grid or (w // views) % grid:
+        raise SystemExit(f"--grid {grid} must divide the {h}x{w // views} token grid of a view")
     z = z.transpose(1, 2).reshape(z.shape[0], z.shape[2], h, w)
-    z = torch.nn.functional.avg_pool2d(z, (h // grid, w // grid))
+    z = torch.nn.functional.avg_pool2d(z, (h // grid, w // views // grid))
     return z.flatten(1).cpu().numpy()
 
 
@@ -82,14 +85,18 @@ def fmt_r2(x_tr, y_tr, x_te, y_te, alpha: float) -> str:
     )
 
 
-def collect(dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1):
+def collect(
+    dataset, enc: FrozenEncoder, episodes, max_frames: int, grid: int = 1,
+    views: tuple[str, ...] = ("exterior",),
+):  # fmt: skip
     """Features, EE xyz, object xyz (or None), the frame count of each episode and the gripper
-    state (T, 1) (commanded closure, 0 open .. 1 closed)."""
+    state (T, 1) (commanded closure, 0 open .. 1 closed). ``views``: cameras side by side."""
     feats, ee, obj, grip = [], [], [], []
     for i in episodes:
-        frames = dataset.read_episode_frames(i)[:max_frames]
+        n = min(max_frames, dataset.episode_length(i))
+        frames = read_view_frames(dataset, i, views, np.arange(n))
         table = dataset.steps(i)
-        feats.append(pooled_features(enc, frames, grid))
+        feats.append(pooled_features(enc, frames, grid, len(views)))
         ee.append(table.state[: len(frames), :3])
         grip.append(table.state[: len(frames), 6:7])
         key = next((k for k in OBJECT_KEYS if k in table.extra), None)
@@ -145,6 +152,9 @@ def main() -> None:
     parser.add_argument(
         "--grid", type=int, default=1, help="pool tokens to a grid x grid map (1 = mean)"
     )
+    parser.add_argument(
+        "--views", default="exterior", help="cameras side by side, e.g. exterior+wrist"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = open_dataset(args.data)
@@ -152,20 +162,22 @@ def main() -> None:
     if len(dataset) - n_test < 1:
         raise SystemExit(f"{args.data}: need >= 2 episodes, got {len(dataset)}")
     train_eps, test_eps = range(len(dataset) - n_test), range(len(dataset) - n_test, len(dataset))
+    views = parse_views(args.views)
     ours = FrozenEncoder.from_checkpoint(args.encoder)
     torch.manual_seed(0)
     random_enc = FrozenEncoder(VisionTransformer(ours.encoder.cfg), ours.preprocess_cfg)
+    ours, random_enc = with_views(ours, views), with_views(random_enc, views)
     print(
         f"{len(train_eps)} train / {n_test} held-out episodes; ridge alpha={args.alpha}; "
-        f"features pooled to a {args.grid}x{args.grid} grid"
+        f"features pooled to a {args.grid}x{args.grid} grid per view of {'+'.join(views)}"
     )
     names_tr, names_te = task_object_names(dataset, train_eps), task_object_names(dataset, test_eps)
     for name, enc in (("ours", ours), ("random", random_enc)):
         x_tr, ee_tr, obj_tr, n_tr, g_tr = collect(
-            dataset, enc, train_eps, args.max_frames, args.grid
+            dataset, enc, train_eps, args.max_frames, args.grid, views
         )
         x_te, ee_te, obj_te, n_te, g_te = collect(
-            dataset, enc, test_eps, args.max_frames, args.grid
+            dataset, enc, test_eps, args.max_frames, args.grid, views
         )
         if args.save_features:
             np.savez(f"{args.save_features}_{name}.npz", x_tr=x_tr, x_te=x_te, ee_tr=ee_tr,

@@ -39,7 +39,13 @@ from planning.harness.agents import (
     model_views,
     run_episode,
 )
-from planning.harness.results import EpisodeResult, summarize, to_markdown, write_tables
+from planning.harness.results import (
+    EpisodeLog,
+    EpisodeResult,
+    summarize,
+    to_markdown,
+    write_tables,
+)
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
 from planning.reference import reference_cem_config
@@ -147,33 +153,6 @@ def config_from_dict(raw: dict) -> EvalConfig:
     except TypeError as err:
         raise ValueError(f"configs/eval.yaml: bad planner/mpc key: {err}") from err
     return EvalConfig(**raw)
-
-
-class EpisodeLog:
-    """Append-only JSONL of finished episodes, keyed by (task, method, episode, fingerprint)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._done: dict[tuple, EpisodeResult] = {}
-        if path.exists():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                try:
-                    rec = json.loads(line)
-                    res = EpisodeResult(**rec["result"])
-                except (json.JSONDecodeError, KeyError, TypeError) as err:
-                    tqdm.write(f"wm-eval: skipping unreadable line {n} of {path}: {err}")
-                    continue
-                self._done[(res.task, res.method, res.episode, rec["fingerprint"])] = res
-
-    def get(self, task: str, method: str, episode: int, fp: str) -> EpisodeResult | None:
-        return self._done.get((task, method, episode, fp))
-
-    def append(self, result: EpisodeResult, fp: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps({"fingerprint": fp, "result": asdict(result)}) + "\n")
-            f.flush()
-        self._done[(result.task, result.method, result.episode, fp)] = result
 
 
 def load_model(cfg: EvalConfig):

@@ -2,7 +2,8 @@
 
 One :class:`EpisodeResult` per (task, method, episode); :func:`summarize` groups them into
 :class:`TableRow`s with success rate, a 95% Wilson interval, mean steps and seconds per action
-(median and p90 over every planned action of the group).
+(median and p90 over every planned action of the group). :class:`EpisodeLog` is wm-eval's
+append-only record of finished episodes (what a rerun resumes from).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 
 @dataclass
@@ -113,3 +115,30 @@ def write_tables(
     payload = {"rows": [asdict(r) for r in rows], "episodes": [asdict(r) for r in results]}
     json_path.write_text(json.dumps(payload, indent=1))
     return md_path, json_path
+
+
+class EpisodeLog:
+    """Append-only JSONL of finished episodes, keyed by (task, method, episode, fingerprint)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._done: dict[tuple, EpisodeResult] = {}
+        if path.exists():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    rec = json.loads(line)
+                    res = EpisodeResult(**rec["result"])
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    tqdm.write(f"wm-eval: skipping unreadable line {n} of {path}: {err}")
+                    continue
+                self._done[(res.task, res.method, res.episode, rec["fingerprint"])] = res
+
+    def get(self, task: str, method: str, episode: int, fp: str) -> EpisodeResult | None:
+        return self._done.get((task, method, episode, fp))
+
+    def append(self, result: EpisodeResult, fp: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"fingerprint": fp, "result": asdict(result)}) + "\n")
+            f.flush()
+        self._done[(result.task, result.method, result.episode, fp)] = result
