@@ -114,7 +114,8 @@ class Session:
         if isinstance(message, str):
             raise RequestError("expected a binary msgpack frame, got a text frame")
         msg = unpackb(message, max_bytes=self.cfg.max_message_bytes)
-        return parse_request(msg, self.cfg.state_dim, self.cfg.max_image_side)
+        views = len(getattr(self.controller.dynamics, "views", None) or ("exterior",))
+        return parse_request(msg, self.cfg.state_dim, self.cfg.max_image_side, views)
 
     def apply_goal(self, req: Request) -> None:
         """Runs in a worker thread (encodes goals)."""

@@ -142,8 +142,11 @@ def _goal_fields(msg: dict, state_dim: int) -> tuple:
     return images, states, budgets, goal_id
 
 
-def parse_request(msg: Any, state_dim: int = 7, max_image_side: int = 1024) -> Request:
-    """Validate a decoded request dict; raise :class:`RequestError` naming the bad key."""
+def parse_request(
+    msg: Any, state_dim: int = 7, max_image_side: int = 1024, views: int = 1
+) -> Request:
+    """Validate a decoded request dict; raise :class:`RequestError` naming the bad key.
+    ``views`` > 1: images must be that many square views side by side (``worldmodel.views``)."""
     if not isinstance(msg, dict):
         raise RequestError(f"request must be a msgpack map, got {type(msg).__name__}")
     unknown = sorted(str(k) for k in msg if k not in REQUEST_KEYS and k not in IGNORED_KEYS)
@@ -161,4 +164,9 @@ def parse_request(msg: Any, state_dim: int = 7, max_image_side: int = 1024) -> R
     for img, key in ((images, "goal_image"), (image, "observation/image")):
         if img is not None and max(img.shape[-3:-1]) > max_image_side:
             raise RequestError(f"{key!r} side {max(img.shape[-3:-1])} > {max_image_side}")
+        if img is not None and views > 1 and img.shape[-2] != views * img.shape[-3]:
+            raise RequestError(
+                f"{key!r}: the model takes {views} square views side by side, (H, {views}*H, 3);"
+                f" got {img.shape[-3:]}"
+            )
     return Request(reset, images, states, budgets, goal_id, image, state)

@@ -175,3 +175,18 @@ def test_hydra_configs_compose_into_serve_config(planner):
         raw = hydra.compose(config_name="serve", overrides=[f"planner={planner}"])
     cfg = config_from_dict(OmegaConf.to_container(raw, resolve=True))
     assert cfg.planner == planner and cfg.host == "127.0.0.1"
+
+
+def test_a_multi_view_model_takes_its_views_side_by_side():
+    """parse_request(views=2): a single square image is refused with the layout named."""
+    from planning.wire import RequestError, parse_request
+
+    state = np.zeros(7, np.float32)
+    pair = np.zeros((64, 128, 3), np.uint8)
+    req = parse_request({"observation/image": pair, "observation/state": state}, views=2)
+    assert req.image.shape == (64, 128, 3)
+    with pytest.raises(RequestError, match=r"2 square views side by side"):
+        parse_request({"observation/image": pair[:, :64], "observation/state": state}, views=2)
+    with pytest.raises(RequestError, match="'goal_image'"):
+        parse_request({"goal_image": np.zeros((1, 64, 64, 3), np.uint8)}, views=2)
+    parse_request({"observation/image": pair[:, :64], "observation/state": state})  # one view

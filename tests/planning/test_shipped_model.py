@@ -17,7 +17,7 @@ def test_shipped_model_loads_and_fits_the_size_budget():
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
     assert 0 < size <= 25 * 2**20, f"models/shipped is {size / 2**20:.1f} MiB"
     model = WorldModel.load(SHIPPED)
-    images = torch.zeros(2, 64, 64, 3, dtype=torch.uint8)
+    images = torch.zeros(2, 64, 64 * len(model.views), 3, dtype=torch.uint8)  # views side by side
     z = model.encode(images, torch.zeros(2, 7))
     assert z.shape == (2, model.predictor.cfg.tokens_per_frame, model.predictor.cfg.encoder_dim)
     pred = model.rollout(z, torch.zeros(2, 7), torch.zeros(2, 3, 1, 7))
@@ -30,7 +30,7 @@ def test_shipped_model_plans_a_reach_to_its_goal_image():
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     model = WorldModel.load(SHIPPED)
     agent = PlannerAgent(model, CEMPlanner(CEMConfig(samples=256, iterations=6, top_k=16)))
-    env = gym.make(envs.TASKS["reach"])
+    env = gym.make(envs.TASKS["reach"], views=model.views)
     wins = 0
     for task_id in (1, 2):
         res = run_episode(env, agent, "wm_cem", task_id, task_id, 30, None)
@@ -45,7 +45,7 @@ def test_shipped_model_was_trained_on_the_default_camera():
 
     model = WorldModel.load(SHIPPED)
     assert model.camera is not None, "models/shipped records no training camera"
-    env = gym.make(envs.TASKS["pick_place"])
+    env = gym.make(envs.TASKS["pick_place"], views=model.views)
     check_camera(model, env)
     env.close()
 
@@ -68,14 +68,16 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, loa
 
     from worldmodel.collect import CollectConfig, collect
 
+    model = WorldModel.load(SHIPPED)
     cfg = CollectConfig(
         env="pick_place", episodes=1, image_size=64, max_steps=30, out=str(tmp_path),
         expert_frac=1.0, noisy_frac=0.0, explore_frac=0.0, progress=False,
+        wrist_camera="wrist" in model.views,
     )  # fmt: skip
     collect(cfg)
     mod = load_demo("diagnose_grasp")
     mod.gripper_counts(str(tmp_path))
-    mod.data_check(WorldModel.load(SHIPPED), str(tmp_path))
+    mod.data_check(model, str(tmp_path))
     out = capsys.readouterr().out
     counts = re.search(
         r"(\d+) of (\d+) transitions open or close .*, (\d+) of them with the arm", out
