@@ -32,8 +32,9 @@ from planning.harness.agents import (
 )
 from planning.mpc import MPCConfig
 
-# CEM budget (samples, iterations) per action: world model / simulator oracle (~2 ms a sample).
-WM_BUDGET, ORACLE_BUDGET = (256, 5), (48, 3)
+# CEM budget (samples, iterations) per action: world model (wm-eval's wm_cem) / simulator oracle
+# (~2 ms a sample).
+WM_BUDGET, ORACLE_BUDGET = (256, 6), (48, 3)
 
 
 def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None) -> Agent:
