@@ -68,7 +68,10 @@ class WorldModel:
         ``views``: the cameras a frame holds side by side (``worldmodel.views``); with several,
         ``frozen_encoder`` is the single-view encoder and is wrapped here."""
         self.views = parse_views(views)
-        if len(self.views) > 1 and not isinstance(frozen_encoder, MultiViewEncoder):
+        if isinstance(frozen_encoder, MultiViewEncoder):
+            if frozen_encoder.views != self.views:
+                raise ValueError(f"encoder views {frozen_encoder.views} != views {self.views}")
+        elif len(self.views) > 1:
             frozen_encoder = MultiViewEncoder(frozen_encoder, self.views)
         cfg = predictor.cfg
         grid = getattr(frozen_encoder, "grid", None)

@@ -87,6 +87,8 @@ def test_cache_train_and_world_model_with_two_views(tmp_path, small_train_cfg):
     assert z.shape == (2, wm.predictor.cfg.tokens_per_frame, base.embed_dim)
     with pytest.raises(ValueError, match="side by side"):
         wm.encode(frames[:, :, :32], np.zeros((2, 7), np.float32))
+    with pytest.raises(ValueError, match="views"):  # a wrapped encoder must name the same views
+        WorldModel(wm.encoder, wm.predictor)
 
 
 def test_train_refuses_a_camera_the_data_lacks(tmp_path, small_train_cfg):
