@@ -30,16 +30,16 @@ from worldmodel.frozen import FrozenEncoder
 from worldmodel.world_model import WorldModel, layer_norm
 
 
-def make_energy(args):
-    """``energy(images (B,H,W,3) uint8, goal (H,W,3) uint8) -> (B,)`` for the chosen representation."""
+def make_energy(args, wm: WorldModel | None = None):
+    """``energy(images (B,H,W,3) uint8, goal (H,W,3) uint8) -> (B,)`` for the chosen representation
+    (``wm``: the loaded ``--model``)."""
     if args.pixels:
 
         def pixels(imgs, goal):
             return np.abs(imgs.astype(np.float32) - goal.astype(np.float32)).mean((1, 2, 3)) / 255
 
         return pixels
-    if args.model:
-        wm = WorldModel.load(args.model)
+    if wm is not None:
 
         def encode(imgs):
             return wm.encode(imgs, np.zeros((len(imgs), 7), np.float32))
@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quiet", action="store_true", help="summary line only")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    energy = make_energy(args)
-    views = WorldModel.load(args.model).views if args.model else ("exterior",)
+    wm = WorldModel.load(args.model) if args.model else None
+    energy = make_energy(args, wm)
+    views = wm.views if wm is not None else ("exterior",)
     env = gym.make(envs.TASKS[args.task], image_size=args.image_size, views=views)
     rng = np.random.default_rng(args.seed)
     rho, below_mean, below_max = [], 0, 0
