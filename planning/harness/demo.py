@@ -30,23 +30,32 @@ from planning.harness.agents import (
     model_views,
     run_episode,
 )
+from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
 
-# CEM budget (samples, iterations) per action: world model (wm-eval's wm_cem) / simulator oracle
-# (~2 ms a sample).
-WM_BUDGET, ORACLE_BUDGET = (256, 6), (48, 3)
+# Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and
+# wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
+WM_BUDGETS = {"cem": (256, 6), "icem": (128, 10)}
+ORACLE_BUDGET = (48, 3)
+PLANNERS = {"cem": (CEMConfig, CEMPlanner), "icem": (ICEMConfig, ICEMPlanner)}
 
 
-def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None) -> Agent:
-    """CEM-MPC on the world model in ``model_dir`` if it exists, else on the simulator oracle."""
+def make_demo_agent(
+    model_dir: Path, samples: int | None, iterations: int | None, planner: str = "cem"
+) -> Agent:
+    """MPC with ``planner`` ("cem" or "icem") on the world model in ``model_dir`` if it exists,
+    else CEM on the simulator oracle."""
+    if planner not in PLANNERS:
+        raise ValueError(f"wm-demo: planner must be one of {sorted(PLANNERS)}, got {planner!r}")
     is_model = model_dir.is_dir()
     if not is_model:
         print(
             f"wm-demo: no world model at {model_dir}; planning with the "
             "simulator oracle (physics + privileged task distance) instead"
         )
-    default_s, default_i = WM_BUDGET if is_model else ORACLE_BUDGET
-    cem = CEMConfig(
+    default_s, default_i = WM_BUDGETS[planner] if is_model else ORACLE_BUDGET
+    config_cls, planner_cls = PLANNERS[planner] if is_model else PLANNERS["cem"]
+    cem = config_cls(
         samples=samples or default_s,
         iterations=iterations or default_i,
         top_k=min(16, samples or default_s),
@@ -57,16 +66,16 @@ def make_demo_agent(model_dir: Path, samples: int | None, iterations: int | None
         return OracleAgent(CEMPlanner(cem))
     from worldmodel.world_model import WorldModel
 
-    return PlannerAgent(WorldModel.load(model_dir), CEMPlanner(cem), MPCConfig(), SUBGOAL_BUDGETS)
+    return PlannerAgent(WorldModel.load(model_dir), planner_cls(cem), MPCConfig(), SUBGOAL_BUDGETS)
 
 
 def run_demo(
     model: Path, tasks: list[str], episodes: int, samples: int | None, iterations: int | None,
-    out: Path, image_size: int = 64,
+    out: Path, image_size: int = 64, planner: str = "cem",
 ) -> dict[str, tuple[int, list[float]]]:  # fmt: skip
     """Run the demo; returns task -> (successes, seconds of every planned action)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    agent = make_demo_agent(model, samples, iterations)
+    agent = make_demo_agent(model, samples, iterations, planner)
     summary = {}
     for task in tasks:
         views = model_views(getattr(getattr(agent, "mpc", None), "dynamics", None))
@@ -99,8 +108,12 @@ def main(argv: list[str] | None = None) -> None:
         "--tasks", nargs="+", default=["reach", "pick_place"], choices=list(envs.TASKS)
     )
     parser.add_argument("--episodes", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=None, help="CEM samples per iteration")
-    parser.add_argument("--iterations", type=int, default=None, help="CEM iterations per action")
+    parser.add_argument(
+        "--planner", choices=sorted(PLANNERS), default="cem",
+        help="world-model planner: cem (256 x 6) or icem (128 x 10), as wm-eval's wm_cem / wm_icem",
+    )  # fmt: skip
+    parser.add_argument("--samples", type=int, default=None, help="samples per iteration")
+    parser.add_argument("--iterations", type=int, default=None, help="iterations per action")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     args = parser.parse_args(argv)
@@ -111,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     run_demo(
         args.model, args.tasks, args.episodes, args.samples, args.iterations, args.out,
-        args.image_size,
+        args.image_size, args.planner,
     )  # fmt: skip
 
 

@@ -93,3 +93,26 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, loa
     m = re.search(r"1 grasps \(close, arm still\): real change ([\d.]+); one-step error", out)
     assert m, out
     assert float(m.group(1)) > 0
+
+
+def test_demo_planner_choice_builds_the_eval_budgets():
+    import yaml
+
+    from planning.harness.agents import GRIPPER_EFFORT
+    from planning.harness.demo import make_demo_agent
+    from planning.icem import ICEMPlanner
+
+    evalcfg = yaml.safe_load((SHIPPED.parents[1] / "configs" / "eval.yaml").read_text())
+    for name, cls in (("cem", CEMPlanner), ("icem", ICEMPlanner)):
+        budget = (evalcfg[name]["samples"], evalcfg[name]["iterations"])  # wm_cem / wm_icem's
+        agent = make_demo_agent(SHIPPED, None, None, name)
+        planner = agent.mpc.planner
+        assert type(planner) is cls
+        assert (planner.cfg.samples, planner.cfg.iterations) == budget
+        assert planner.cfg.action_cost == GRIPPER_EFFORT
+    try:
+        make_demo_agent(SHIPPED, None, None, "mppi")
+    except ValueError as err:
+        assert "planner must be one of" in str(err)
+    else:
+        raise AssertionError("an unknown planner was accepted")
