@@ -1,9 +1,9 @@
 """wm-demo: goal-image planning in simulation, with progress, success, seconds per action, mp4.
 
 With a world-model folder (``--model``, default ``models/shipped``, the CPU model this repo
-ships) the MPC plans with CEM in that model's latent space from the goal images alone
-(pick_place: the hover / at-object / grasped / carried / placed sub-goal images on step
-budgets). Without one it says so and runs the same CEM on the *simulator oracle*
+ships) the MPC plans with CEM (or iCEM, ``--planner icem``) in that model's latent space from
+the goal images alone (pick_place: the hover / at-object / grasped / carried / placed sub-goal
+images on step budgets). Without one it says so and runs CEM on the *simulator oracle*
 (:class:`planning.harness.oracle.SimOracleDynamics`: the physics as dynamics, the privileged
 task distance as cost): an upper bound that exercises the planner, the episode loop and the
 videos, not a world-model result.
