@@ -24,7 +24,9 @@ from torch import Tensor, nn
 
 from worldmodel.encoder import MLP
 from worldmodel.kv_cache import KVCache
-from worldmodel.rope import Positions, apply_rope
+from worldmodel.rope import Positions, apply_rope_tables, rope_tables
+
+Rope = tuple[Tensor, Tensor]  # (cos, sin) from rope_tables
 
 COND_TOKENS = 2  # action and state tokens per step
 
@@ -120,6 +122,23 @@ PREDICTOR_PRESETS: dict[str, PredictorConfig] = {
 }
 
 
+SMALL_ATTENTION_KEYS = 64
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax attention; q (B, h, L, d), k/v (B, h, L_k, d), mask bool (L, L_k) or None.
+
+    On CPU with few keys (one planning step: 2 + N tokens) the fused SDPA kernel's per-call
+    overhead dominates, and two batched matmuls are about twice as fast; elsewhere SDPA.
+    """
+    if q.device.type != "cpu" or k.shape[-2] > SMALL_ATTENTION_KEYS:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    w = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        w = w.masked_fill(~mask, float("-inf"))
+    return w.softmax(dim=-1) @ v
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with fused qkv, 3-D RoPE and an optional KV cache."""
 
@@ -130,16 +149,19 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width, bias=True)
 
     def forward(
-        self, x: Tensor, pos: Positions, mask: Tensor | None, cache: KVCache | None, layer: int
+        self, x: Tensor, rope: Rope, mask: Tensor | None, cache: KVCache | None, layer: int
     ) -> Tensor:
-        """x: (B, L, W) new tokens; pos: their positions (L,); mask: bool (L, L_past + L)."""
+        """x: (B, L, W) new tokens; rope: (cos, sin) tables of their positions (see
+        ``rope_tables``); mask: bool (L, L_past + L)."""
         B, L, W = x.shape
-        qkv = self.qkv(x).view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, L, head_dim)
-        q, k = apply_rope(q, pos), apply_rope(k, pos)
+        qkv = self.qkv(x).view(B, L, 3, self.num_heads, -1)
+        cos, sin = (t[:, None, None] for t in rope)  # (L, 1, 1, R): broadcast over q/k, heads
+        qk = apply_rope_tables(qkv[:, :, :2], cos, sin)  # q and k in one pass, (B, L, 2, h, hd)
+        q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, L, head_dim)
+        v = qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             k, v = cache.append(layer, k, v)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L, hd)
+        out = attention(q, k, v, mask)  # (B, heads, L, hd)
         return self.proj(out.transpose(1, 2).reshape(B, L, W))
 
 
@@ -154,9 +176,9 @@ class Block(nn.Module):
         self.mlp = MLP(cfg.width, cfg.mlp_dim)
 
     def forward(
-        self, x: Tensor, pos: Positions, mask: Tensor | None, cache: KVCache | None, layer: int
+        self, x: Tensor, rope: Rope, mask: Tensor | None, cache: KVCache | None, layer: int
     ) -> Tensor:
-        x = x + self.attn(self.norm1(x), pos, mask, cache, layer)
+        x = x + self.attn(self.norm1(x), rope, mask, cache, layer)
         return x + self.mlp(self.norm2(x))
 
 
@@ -268,10 +290,10 @@ class ACPredictor(nn.Module):
             dim=2,
         ).flatten(1, 2)  # (B, T*(2+N), W)
         past = 0 if cache is None else cache.num_steps
-        pos = self.positions(past, T, x.device)
+        rope = rope_tables(self.positions(past, T, x.device), self.cfg.head_dim)  # all layers
         mask = self._mask(past, T, x.device)
         for i, blk in enumerate(self.predictor_blocks):
-            x = blk(x, pos, mask, cache, i)
+            x = blk(x, rope, mask, cache, i)
         if cache is not None:
             cache.advance(T)
         x = x.view(B, T, self.tokens_per_step, -1)[:, :, COND_TOKENS:]  # (B, T, N, W)

@@ -65,20 +65,49 @@ def positions_from_indices(indices: Tensor, h: int, w: int) -> Positions:
     return Positions(t_ids.float(), h_ids.float(), w_ids.float())
 
 
-def _rotate_chunk(x: Tensor, pos: Tensor, theta: float) -> Tensor:
-    """Rotate one chunk. x: (B, heads, N, C); pos: (N,) or (B, N). Returns (B, heads, N, C)."""
-    c = x.shape[-1]
+def rope_tables(pos: Positions, head_dim: int, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos and sin of every rotated dim, computed once per set of positions.
+
+    Returns:
+        (cos, sin), each (N, R) or (B, 1, N, R) float32: ``R = head_dim`` when it is even (angle 0
+        on the leftover dims), else ``3 * rope_chunk_dim(head_dim)`` (leftover dims not touched).
+        ``sin`` is negated on even dims (the sign of the rotation, see ``apply_rope_tables``). Tokens with ``spatial`` False get angle 0 on the
+        height/width chunks: cos 1, sin 0, i.e. they are left exactly unchanged there.
+    """
+    c = rope_chunk_dim(head_dim)
+    if c == 0:
+        raise ValueError(f"head dim {head_dim} too small for 3-D RoPE (needs >= 6)")
     half = c // 2
-    omega = torch.arange(half, dtype=torch.float32, device=x.device) / half
-    omega = 1.0 / theta**omega  # (C/2,)
-    if pos.ndim == 2:
-        pos = pos[:, None]  # (B, 1, N) broadcasts over heads
-    angle = pos.float()[..., None] * omega  # (..., N, C/2)
-    angle = torch.cat([angle, angle], dim=-1)  # (..., N, C): half vector repeated
-    sin, cos = angle.sin(), angle.cos()
-    pairs = x.float().unflatten(-1, (half, 2))  # (B, heads, N, C/2, 2) adjacent pairs
-    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    return (x.float() * cos + rotated * sin).to(x.dtype)
+    device = pos.t.device
+    omega = 1.0 / theta ** (torch.arange(half, dtype=torch.float32, device=device) / half)
+    omega = torch.cat([omega, omega])  # (C,): half vector repeated
+    angles = [p.float()[..., None] * omega for p in (pos.t, pos.h, pos.w)]  # each (..., N, C)
+    if pos.spatial is not None:
+        keep = pos.spatial[..., None].to(torch.float32)
+        angles[1], angles[2] = angles[1] * keep, angles[2] * keep
+    if head_dim % 2 == 0 and head_dim > 3 * c:  # angle 0 on the leftover dims: no concat later
+        angles.append(angles[0].new_zeros(*angles[0].shape[:-1], head_dim - 3 * c))
+    angle = torch.cat(angles, dim=-1)  # (..., N, 3C) or (..., N, Dh)
+    if angle.ndim == 3:
+        angle = angle[:, None]  # (B, 1, N, 3C) broadcasts over heads
+    sin = angle.sin()
+    sin[..., 0::2] *= -1  # rot(x) = [-x_1, x_0, ...] = swap(x) * [-1, 1, ...]: sign folded in
+    return angle.cos(), sin
+
+
+def apply_rope_tables(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """``x * cos + rot(x) * sin`` on the first R dims of x (..., N, Dh); the rest unchanged.
+
+    ``sin`` comes from :func:`rope_tables` with the rotation's signs folded in, so the rotation
+    is a swap of adjacent dims."""
+    r = cos.shape[-1]
+    xf = x.float()
+    head = xf[..., :r]
+    swapped = head.unflatten(-1, (r // 2, 2)).flip(-1).flatten(-2)  # [x_1, x_0, x_3, x_2, ...]
+    out = torch.addcmul(head * cos, swapped, sin)
+    if r < x.shape[-1]:
+        out = torch.cat([out, xf[..., r:]], dim=-1)
+    return out.to(x.dtype)
 
 
 def apply_rope(x: Tensor, pos: Positions, theta: float = 10000.0) -> Tensor:
@@ -92,19 +121,7 @@ def apply_rope(x: Tensor, pos: Positions, theta: float = 10000.0) -> Tensor:
     Returns:
         (B, heads, N, Dh) rotated tensor (leftover dims unchanged).
     """
-    c = rope_chunk_dim(x.shape[-1])
-    if c == 0:
-        raise ValueError(f"head dim {x.shape[-1]} too small for 3-D RoPE (needs >= 6)")
-    x_t = _rotate_chunk(x[..., :c], pos.t, theta)
-    x_h = _rotate_chunk(x[..., c : 2 * c], pos.h, theta)
-    x_w = _rotate_chunk(x[..., 2 * c : 3 * c], pos.w, theta)
-    if pos.spatial is not None:
-        keep = pos.spatial[..., None]  # (N, 1) or (B, N, 1)
-        if keep.ndim == 3:
-            keep = keep[:, None]  # (B, 1, N, 1)
-        x_h = torch.where(keep, x_h, x[..., c : 2 * c])
-        x_w = torch.where(keep, x_w, x[..., 2 * c : 3 * c])
-    return torch.cat([x_t, x_h, x_w, x[..., 3 * c :]], dim=-1)
+    return apply_rope_tables(x, *rope_tables(pos, x.shape[-1], theta))
 
 
 class RotaryEmbedding3D(torch.nn.Module):
@@ -118,5 +135,6 @@ class RotaryEmbedding3D(torch.nn.Module):
         self.theta = theta
 
     def forward(self, q: Tensor, k: Tensor, pos: Positions) -> tuple[Tensor, Tensor]:
-        """Rotate q and k, each (B, heads, N, Dh)."""
-        return apply_rope(q, pos, self.theta), apply_rope(k, pos, self.theta)
+        """Rotate q and k, each (B, heads, N, Dh) (one set of tables for both)."""
+        cos, sin = rope_tables(pos, self.head_dim, self.theta)
+        return apply_rope_tables(q, cos, sin), apply_rope_tables(k, cos, sin)

@@ -6,8 +6,10 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig
+import worldmodel.predictor as predictor_module
+from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig, attention
 from worldmodel.rope import apply_rope
 
 CFG = PredictorConfig(
@@ -55,6 +57,26 @@ def test_same_step_tokens_see_each_other(model):
     a2 = a.clone()
     a2[:, 0, 0] += 0.5
     assert (model(z, a2, s) - model(z, a, s)).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("keys", [6, 12, 200])  # small-key matmul path and the SDPA path
+def test_attention_matches_sdpa_with_and_without_mask(keys):
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(3, 2, 6, 8, generator=g)
+    k, v = torch.randn(2, 3, 2, keys, 8, generator=g).unbind(0)
+    mask = torch.rand(6, keys, generator=g) > 0.3
+    mask[:, 0] = True  # every query sees at least one key
+    for m in (None, mask):
+        torch.testing.assert_close(
+            attention(q, k, v, m), F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+        )
+
+
+def test_forward_same_on_either_attention_path(model, monkeypatch):
+    z, a, s = _inputs(2, 3)
+    fast = model(z, a, s)
+    monkeypatch.setattr(predictor_module, "SMALL_ATTENTION_KEYS", 0)  # SDPA everywhere
+    torch.testing.assert_close(model(z, a, s), fast, atol=1e-5, rtol=1e-5)
 
 
 def test_incremental_cache_equals_full(model):

@@ -9,9 +9,11 @@ from worldmodel.rope import (
     Positions,
     RotaryEmbedding3D,
     apply_rope,
+    apply_rope_tables,
     grid_positions,
     positions_from_indices,
     rope_chunk_dim,
+    rope_tables,
 )
 
 
@@ -94,3 +96,27 @@ def test_grid_positions_order_is_time_row_column():
 def test_module_rejects_tiny_head_dim():
     with pytest.raises(ValueError, match="head_dim"):
         RotaryEmbedding3D(4)
+
+
+@pytest.mark.parametrize("head_dim", [31, 32, 30])  # odd, even with leftover, none left over
+def test_tables_match_reference_for_any_head_dim(head_dim):
+    torch.manual_seed(3)
+    x = torch.randn(1, 2, 6, head_dim)
+    pos = grid_positions(2, 1, 3)
+    cos, sin = rope_tables(pos, head_dim)
+    assert cos.shape == sin.shape
+    torch.testing.assert_close(
+        apply_rope_tables(x, cos, sin), reference_rope(x, pos), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_tables_broadcast_over_any_leading_layout():
+    # the predictor applies one (L, 1, 1, R) table to q and k laid out as (B, L, 2, heads, Dh)
+    torch.manual_seed(4)
+    q, k = torch.randn(2, 3, 5, 24), torch.randn(2, 3, 5, 24)  # (B, heads, L, Dh)
+    pos = grid_positions(1, 1, 5)
+    cos, sin = rope_tables(pos, 24)
+    packed = torch.stack([q, k], dim=2).permute(0, 3, 2, 1, 4)  # (B, L, 2, heads, Dh)
+    out = apply_rope_tables(packed, cos[:, None, None], sin[:, None, None])
+    torch.testing.assert_close(out[:, :, 0].transpose(1, 2), apply_rope(q, pos))
+    torch.testing.assert_close(out[:, :, 1].transpose(1, 2), apply_rope(k, pos))
