@@ -73,6 +73,7 @@ class MPCController:
             )
         self._goal_images: list[np.ndarray] = []
         self._goal_states: np.ndarray | None = None
+        self._energy_fns: list[EnergyFn] = []
         self._budgets: list[int] | None = None
         self._z_goals: Tensor | None = None  # (K, N, D)
         self.reset()
@@ -98,6 +99,7 @@ class MPCController:
         goal_images: np.ndarray | Sequence[np.ndarray],
         goal_states: np.ndarray | None = None,
         budgets: Sequence[int] | None = None,
+        energy_fns: Sequence[EnergyFn | None] | None = None,
     ) -> None:
         """Set one goal (H,W,3) or a schedule: a sequence / (K,H,W,3) array of sub-goal images.
 
@@ -106,12 +108,17 @@ class MPCController:
             goal_states: optional (7,) or (K, 7) proprioception of the goals.
             budgets: optional control steps per sub-goal (length K); the last sub-goal never
                 ends. Without budgets, sub-goals switch on ``cfg.subgoal_energy_threshold``.
+            energy_fns: optional energy per sub-goal (length K; None entries: the controller's
+                ``energy_fn``), e.g. one that compares only some cameras while approaching.
         """
         images = [np.asarray(goal_images)] if np.ndim(goal_images) == 3 else list(goal_images)
         if not images or any(im.ndim != 3 or im.shape[-1] != 3 for im in images):
             raise ValueError("set_goal: goal_images must be (H,W,3) or a sequence of (H,W,3)")
         if budgets is not None and (len(budgets) != len(images) or min(budgets) < 1):
             raise ValueError(f"set_goal: need {len(images)} budgets >= 1, got {budgets}")
+        if energy_fns is not None and len(energy_fns) != len(images):
+            raise ValueError(f"set_goal: need {len(images)} energy_fns, got {len(energy_fns)}")
+        self._energy_fns = [f or self.energy_fn for f in (energy_fns or [None] * len(images))]
         if goal_states is not None:
             goal_states = np.asarray(goal_states, dtype=np.float32).reshape(len(images), -1)
         self._goal_images, self._goal_states = images, goal_states
@@ -133,7 +140,7 @@ class MPCController:
         """Switch sub-goal on budget or threshold; returns the current frame's energy."""
         assert self._z_goals is not None
         last = len(self._goal_images) - 1
-        current = float(self.energy_fn(z[:, None, None], self._z_goals[self._subgoal][None])[0, 0])
+        current = self._current_energy(z)
         thr = self.cfg.subgoal_energy_threshold
         budget_done = (
             self._budgets is not None and self._steps_on_subgoal >= self._budgets[self._subgoal]
@@ -142,10 +149,13 @@ class MPCController:
             self._subgoal += 1
             self._steps_on_subgoal = 0
             self._mean = None  # a new target: the old plan is no warm start
-            current = float(
-                self.energy_fn(z[:, None, None], self._z_goals[self._subgoal][None])[0, 0]
-            )
+            current = self._current_energy(z)
         return current
+
+    def _current_energy(self, z: Tensor) -> float:
+        """Energy of the current frame's latent (1, N, D) to the active sub-goal."""
+        energy_fn = self._energy_fns[self._subgoal]
+        return float(energy_fn(z[:, None, None], self._z_goals[self._subgoal][None])[0, 0])
 
     def plan_chunk(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
         """Replan now and return the (k, A) chunk to execute plus diagnostics."""
@@ -160,7 +170,7 @@ class MPCController:
         z_goal = self._z_goals[self._subgoal][None]  # (1, N, D)
         state_t = torch.as_tensor(state, device=self.cfg.device)
         res = self.planner.plan(
-            self.dynamics, z, state_t, z_goal, self.energy_fn,
+            self.dynamics, z, state_t, z_goal, self._energy_fns[self._subgoal],
             init_mean=self._mean if self.cfg.warm_start else None, generator=self._generator,
         )  # fmt: skip
         k = self.cfg.action_chunk

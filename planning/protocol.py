@@ -86,6 +86,27 @@ def final_step_l1_energy(z_future: Tensor, z_goal: Tensor) -> Tensor:
     return (z_last - z_goal[:, None]).abs().mean(dim=(-2, -1))
 
 
+def token_weighted_l1_energy(weights: Tensor) -> EnergyFn:
+    """The published energy with a weight per latent token: ``sum_n w_n mean_d |ẑ_H − z_goal|``
+    over the normalised weights (N,) (e.g. a view's token mask: compare only that camera).
+    Equal weights give :func:`final_step_l1_energy`."""
+    w = torch.as_tensor(weights, dtype=torch.float32).flatten()
+    if w.numel() == 0 or (w < 0).any() or float(w.sum()) <= 0:
+        raise ValueError("token weights must be >= 0 with a positive sum")
+    w = w / w.sum()
+
+    def energy(z_future: Tensor, z_goal: Tensor) -> Tensor:
+        if z_future.ndim != 5 or z_goal.ndim != 3 or z_goal.shape[-2] != w.numel():
+            raise ValueError(
+                f"expected z_future (B,S,H,{w.numel()},D) and z_goal (B,{w.numel()},D), got "
+                f"{tuple(z_future.shape)} and {tuple(z_goal.shape)}"
+            )
+        per_token = (z_future[:, :, -1] - z_goal[:, None]).abs().mean(dim=-1)  # (B, S, N)
+        return per_token @ w.to(per_token.device)
+
+    return energy
+
+
 def layer_norm_latents(z: Tensor, eps: float = 1e-6) -> Tensor:
     """Parameter-free layer norm over the feature dim, applied before any distance or loss."""
     return torch.nn.functional.layer_norm(z, z.shape[-1:], eps=eps)

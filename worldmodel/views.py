@@ -39,6 +39,27 @@ def mosaic(images: list[np.ndarray]) -> np.ndarray:
     return images[0] if len(images) == 1 else np.concatenate(images, axis=-2)
 
 
+def view_token_mask(
+    views: tuple[str, ...], grid: tuple[int, int], selected: tuple[str, ...] | list[str] | str
+) -> Tensor:
+    """Bool (h * w,) mask of the tokens of a frame's (h, w) grid that belong to ``selected``
+    views (the views sit side by side along w, ``w / len(views)`` columns each)."""
+    views, selected = parse_views(views), parse_views(selected)
+    unknown = sorted(set(selected) - set(views))
+    h, w = grid
+    if unknown or w % len(views):
+        raise ValueError(
+            f"views {list(selected)} not all in the frame's views {list(views)}"
+            if unknown
+            else f"a grid {w} tokens wide cannot hold {len(views)} views side by side"
+        )
+    per_view = w // len(views)
+    view_of_column = torch.arange(w) // per_view  # (w,)
+    wanted = torch.tensor([views.index(v) for v in selected])
+    columns = torch.isin(view_of_column, wanted)
+    return columns.repeat(h)  # row-major (h, w) -> (h * w,)
+
+
 def read_view_frames(dataset: Any, episode: int, views: tuple[str, ...], indices=None):
     """Frames of ``episode`` (all, or ``indices``) as mosaics of ``views``: (T, H, V*H, 3)."""
     if indices is None:

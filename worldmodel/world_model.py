@@ -28,7 +28,7 @@ from worldmodel.checkpoints_predictor import load_state_strict
 from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.predictor import ACPredictor, PredictorConfig
 from worldmodel.state_ops import propagate_states
-from worldmodel.views import MultiViewEncoder, parse_views
+from worldmodel.views import MultiViewEncoder, parse_views, view_token_mask
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "world_model.json"
@@ -107,6 +107,11 @@ class WorldModel:
     @property
     def device(self) -> torch.device:
         return next(self.predictor.parameters()).device
+
+    def view_tokens(self, selected: tuple[str, ...] | list[str] | str) -> Tensor:
+        """Bool (N,) mask of the latent tokens (pooled grid) that come from ``selected`` views,
+        e.g. to compare only some cameras in the goal energy (``token_weighted_l1_energy``)."""
+        return view_token_mask(self.views, self.predictor.cfg.grid, selected)
 
     @torch.no_grad()
     def encode(self, images: Tensor | np.ndarray, states: Tensor | np.ndarray) -> Tensor:

@@ -25,8 +25,9 @@ from planning.harness.oracle import SimOracleDynamics, oracle_energy
 from planning.harness.results import EpisodeResult
 from planning.harness.video import write_episode_video
 from planning.mpc import MPCConfig, MPCController
-from planning.protocol import LatentDynamics
+from planning.protocol import LatentDynamics, token_weighted_l1_energy
 from planning.reference import reference_cem, reference_cem_config
+from worldmodel.views import parse_views
 
 ROTATION_DIMS = slice(3, 6)
 
@@ -53,6 +54,10 @@ SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
 # (0.0865 -> 0.0358 to the "grasped" image, demos/diagnose_grasp.py): at 0.05 the effort ate
 # that gain and the shipped model grasped 5/20 instead of 15/20 at 0.01.
 GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
+# Cameras the goal energy compares, per task and sub-goal (None: every view the model has);
+# configs/eval.yaml restates it as ``energy_views``. See ``PlannerAgent``.
+EnergyViews = Mapping[str, Sequence[str | Sequence[str] | None]] | None
+ENERGY_VIEWS: dict[str, tuple[str | None, ...]] = {"reach": ("exterior",)}
 
 
 def model_views(dynamics: Any) -> tuple[str, ...]:
@@ -116,7 +121,9 @@ class PlannerAgent:
 
     With several sub-goal images (pick_place) and ``subgoal_budgets`` of the same length, the
     schedule switches on budgets; with ``subgoal_budgets=None`` on the MPC config's energy
-    threshold (``MPCConfig.subgoal_energy_threshold``).
+    threshold (``MPCConfig.subgoal_energy_threshold``). ``energy_views`` maps a task to the
+    views (e.g. ``"exterior"``, ``"exterior+wrist"``; None = all) the energy compares for each
+    of its goal images; it needs dynamics with ``view_tokens`` (``WorldModel``).
     """
 
     def __init__(
@@ -125,16 +132,40 @@ class PlannerAgent:
         planner: Any,
         mpc_cfg: MPCConfig | None = None,
         subgoal_budgets: Budgets = None,
+        energy_views: EnergyViews = None,
     ) -> None:
         self.mpc = MPCController(dynamics, planner, cfg=mpc_cfg)
-        self.subgoal_budgets = subgoal_budgets
+        self.subgoal_budgets, self.energy_views = subgoal_budgets, energy_views or {}
         self.goal_rgb: np.ndarray | None = None
 
     def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
         check_camera(self.mpc.dynamics, env)
         self._goals, budgets = goal_schedule(info, self.subgoal_budgets)
-        self.mpc.set_goal(self._goals, budgets=budgets)
+        energies = self._energies(info.get("task"), len(self._goals))
+        self.mpc.set_goal(self._goals, budgets=budgets, energy_fns=energies)
         self.goal_rgb = self._goals[0]
+
+    def _energies(self, task: str | None, goals: int) -> list | None:
+        """The energy per goal image from ``energy_views[task]`` (None: the default energy)."""
+        spec = self.energy_views.get(task)
+        if spec is None:
+            return None
+        if len(spec) != goals:
+            raise ValueError(
+                f"energy_views[{task!r}] names views for {len(spec)} goal images, the episode "
+                f"plans through {goals}"
+            )
+        dynamics = self.mpc.dynamics
+        view_tokens = getattr(dynamics, "view_tokens", None)
+        if view_tokens is None:  # one frame, one view (model_views): all tokens or an error
+            views = model_views(dynamics)
+            if any(v is not None and parse_views(v) != views for v in spec):
+                raise ValueError(
+                    f"energy_views[{task!r}] = {list(spec)}: these dynamics have no per-view "
+                    f"tokens (view_tokens), only the views {list(views)} as one"
+                )
+            return None
+        return [None if v is None else token_weighted_l1_energy(view_tokens(v)) for v in spec]
 
     def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
         t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from tqdm import tqdm
 import envs
 from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import (
+    ENERGY_VIEWS,
     GRIPPER_EFFORT,
     SUBGOAL_BUDGETS,
     Agent,
@@ -66,7 +67,8 @@ def make_demo_agent(
         return OracleAgent(CEMPlanner(cem))
     from worldmodel.world_model import WorldModel
 
-    return PlannerAgent(WorldModel.load(model_dir), planner_cls(cem), MPCConfig(), SUBGOAL_BUDGETS)
+    wm = WorldModel.load(model_dir)
+    return PlannerAgent(wm, planner_cls(cem), MPCConfig(), SUBGOAL_BUDGETS, ENERGY_VIEWS)
 
 
 def run_demo(

@@ -30,6 +30,7 @@ from tqdm import tqdm
 import envs
 from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import (
+    ENERGY_VIEWS,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -49,6 +50,7 @@ from planning.harness.results import (
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
 from planning.reference import reference_cem_config
+from worldmodel.views import parse_views
 
 __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_episode"]
 
@@ -66,7 +68,9 @@ class EvalConfig:
     ``cem`` config (same planner and budget as wm_cem); ``video_every`` k > 0 writes an mp4 of
     every k-th episode; ``subgoal_budgets`` maps a task to the step budget of each of its
     sub-goal images (see envs.tasks; a task without budgets plans to its final goal alone);
-    None switches sub-goals on ``mpc.subgoal_energy_threshold``."""
+    None switches sub-goals on ``mpc.subgoal_energy_threshold``. ``energy_views`` maps a task
+    to the views the wm_cem / wm_icem energy compares for each of its goal images (a view name,
+    ``"exterior+wrist"``, or None for all the model's views; see ``agents.ENERGY_VIEWS``)."""
 
     tasks: tuple[str, ...] = ("reach",)
     methods: tuple[str, ...] = ("random", "oracle_cem")
@@ -87,6 +91,9 @@ class EvalConfig:
     mpc: MPCConfig = field(default_factory=MPCConfig)
     subgoal_budgets: Mapping[str, tuple[int, ...]] | None = field(
         default_factory=lambda: dict(SUBGOAL_BUDGETS)
+    )
+    energy_views: Mapping[str, tuple[str | None, ...]] | None = field(
+        default_factory=lambda: dict(ENERGY_VIEWS)
     )
 
     def __post_init__(self) -> None:
@@ -111,6 +118,15 @@ class EvalConfig:
             ):
                 raise ValueError(f"EvalConfig.subgoal_budgets: bad tasks or budgets {budgets}")
             object.__setattr__(self, "subgoal_budgets", budgets)
+        views = {}
+        for task, spec in (self.energy_views or {}).items():
+            if task not in envs.TASKS or isinstance(spec, str) or not spec:
+                raise ValueError(
+                    f"EvalConfig.energy_views: {task!r} needs a task name and a list with the views"
+                    f" of each goal image (e.g. [exterior] or [exterior, null]), got {spec!r}"
+                )
+            views[str(task)] = tuple(None if v is None else "+".join(parse_views(v)) for v in spec)
+        object.__setattr__(self, "energy_views", views)
 
     def steps_for(self, task: str) -> int:
         return int(self.max_steps.get(task, envs.MAX_EPISODE_STEPS[task]))
@@ -131,6 +147,9 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         "model": cfg.model if METHODS[method] else None,
         "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
     }  # fmt: skip
+    views = cfg.energy_views.get(task) if method in ("wm_cem", "wm_icem") else None
+    if views is not None:  # only when set, so logs from before the option keep their prints
+        keys["energy_views"] = views
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -177,9 +196,9 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
     if method == "oracle_cem":
         return OracleAgent(CEMPlanner(cfg.oracle_cem or cfg.cem), cfg.mpc.warm_start, cfg.mpc.seed)
     if method == "wm_cem":
-        return PlannerAgent(dynamics, CEMPlanner(cfg.cem), cfg.mpc, budgets)
+        return PlannerAgent(dynamics, CEMPlanner(cfg.cem), cfg.mpc, budgets, cfg.energy_views)
     if method == "wm_icem":
-        return PlannerAgent(dynamics, ICEMPlanner(cfg.icem), cfg.mpc, budgets)
+        return PlannerAgent(dynamics, ICEMPlanner(cfg.icem), cfg.mpc, budgets, cfg.energy_views)
     return ReferenceCEMAgent(dynamics, cfg.reference_cem, budgets, cfg.mpc.device)
 
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import planning.harness.evaluate as ev
 from planning.cem import CEMConfig
-from planning.harness.agents import GRIPPER_EFFORT, RandomAgent, goal_schedule
+from planning.harness.agents import ENERGY_VIEWS, GRIPPER_EFFORT, RandomAgent, goal_schedule
 from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
 from planning.icem import ICEMConfig
 from planning.toy import ToyDynamics
@@ -66,6 +66,15 @@ def test_rerun_skips_done_episodes_and_reruns_changed_settings(tmp_path, monkeyp
     assert len(lines) == 1
 
 
+def test_energy_views_enter_the_fingerprint_of_world_model_methods_only_when_set(tmp_path):
+    cfg = _cfg(tmp_path, tasks=("reach", "grasp"), energy_views={"reach": ["exterior"]})
+    plain = replace(cfg, energy_views={})
+    assert ev.fingerprint(cfg, "reach", "wm_cem") != ev.fingerprint(plain, "reach", "wm_cem")
+    assert ev.fingerprint(cfg, "grasp", "wm_cem") == ev.fingerprint(plain, "grasp", "wm_cem")
+    for method in ("oracle_cem", "reference_cem", "random"):  # they do not use it
+        assert ev.fingerprint(cfg, "reach", method) == ev.fingerprint(plain, "reach", method)
+
+
 def test_model_methods_skipped_without_model_and_run_with_one(tmp_path, monkeypatch, capsys):
     cfg = _cfg(tmp_path, methods=("random", "wm_cem"), episodes=1, max_steps={"reach": 2})
     results = evaluate(cfg)
@@ -90,6 +99,13 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
     assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # see eval.yaml
     assert cfg.cem.action_cost == cfg.icem.action_cost == GRIPPER_EFFORT  # the demo's too
     assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 6, 20)
+    assert cfg.energy_views == ENERGY_VIEWS  # the demo's too
+    with pytest.raises(ValueError, match="energy_views"):
+        config_from_dict({**raw, "energy_views": {"reach": "exterior"}})  # not a list per goal
+    with pytest.raises(ValueError, match="energy_views"):
+        EvalConfig(energy_views={"reachh": ["exterior"]})
+    with pytest.raises(ValueError, match="views"):
+        EvalConfig(energy_views={"reach": ["exterior+exterior"]})
     with pytest.raises(ValueError, match="unknown keys"):
         config_from_dict({**raw, "episdes": 3})
     with pytest.raises(ValueError, match="methods"):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from planning.cem import CEMConfig, CEMPlanner
+from planning.harness.agents import PlannerAgent
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig, MPCController
+from planning.protocol import final_step_l1_energy, token_weighted_l1_energy
 from planning.robot import FakeRobot, SafetyLimits, run_mpc
 from planning.toy import ToyDynamics
+from worldmodel.views import parse_views
 
 START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], dtype=np.float32)
 IMG = np.zeros((16, 16, 3), np.uint8)
@@ -90,3 +94,65 @@ def test_goal_without_state_is_encoded_at_first_step():
     for _ in range(3):
         ctrl.act(IMG, START)
     assert calls == [1, 3, 1, 1]  # frame, all goals once, then one frame per step
+
+
+def test_token_weighted_energy():
+    g = torch.Generator().manual_seed(0)
+    z_future, z_goal = torch.randn(2, 5, 3, 4, 6, generator=g), torch.randn(2, 4, 6, generator=g)
+    even = token_weighted_l1_energy(torch.ones(4))
+    torch.testing.assert_close(even(z_future, z_goal), final_step_l1_energy(z_future, z_goal))
+    mask = torch.tensor([True, False, True, False])
+    expected = final_step_l1_energy(z_future[..., mask, :], z_goal[:, mask])
+    torch.testing.assert_close(token_weighted_l1_energy(mask)(z_future, z_goal), expected)
+    for bad in (torch.zeros(4), torch.tensor([1.0, -1.0, 1.0, 1.0])):
+        with pytest.raises(ValueError, match="weights"):
+            token_weighted_l1_energy(bad)
+    with pytest.raises(ValueError, match="z_goal"):
+        even(z_future[..., :3, :], z_goal[:, :3])
+
+
+def test_energy_per_subgoal(toy):
+    a, b = START.copy(), START.copy()
+    a[:3] += [0.04, 0.0, 0.0]
+    b[:3] += [0.0, 0.04, 0.0]
+    seen = []
+
+    def tagged(tag):
+        def energy(z_future, z_goal):
+            seen.append(tag)
+            return final_step_l1_energy(z_future, z_goal)
+
+        return energy
+
+    planner = CEMPlanner(CEMConfig(samples=16, iterations=2, top_k=4))
+    ctrl = MPCController(toy, planner, energy_fn=tagged("default"))
+    ctrl.set_goal([IMG, IMG], np.stack([a, b]), budgets=[1, 1], energy_fns=[tagged("first"), None])
+    ctrl.act(IMG, START)
+    assert set(seen) == {"first"}
+    seen.clear()
+    ctrl.act(IMG, START)  # budget spent: sub-goal 1, whose energy is the controller's own
+    assert seen[0] == "first" and set(seen[1:]) == {"default"} and ctrl.subgoal_index == 1
+    with pytest.raises(ValueError, match="energy_fns"):
+        ctrl.set_goal([IMG, IMG], np.stack([a, b]), energy_fns=[None])
+
+
+def test_agent_energy_views(toy):
+    agent = PlannerAgent(toy, CEMPlanner(), energy_views={"reach": ["exterior"], "grasp": [None]})
+    assert agent._energies("reach", 1) is None  # one view: the default energy over all tokens
+    assert agent._energies("pick_place", 5) is None  # no entry for the task
+    with pytest.raises(ValueError, match="goal images"):
+        agent._energies("grasp", 4)
+    agent.energy_views = {"reach": ["wrist"]}
+    with pytest.raises(ValueError, match="view_tokens"):
+        agent._energies("reach", 1)
+
+    class TwoViews(ToyDynamics):
+        views = ("exterior", "wrist")
+
+        def view_tokens(self, selected):
+            return torch.tensor([parse_views(selected) == ("exterior",)])
+
+    agent = PlannerAgent(TwoViews(), CEMPlanner(), energy_views={"reach": ["exterior"]})
+    (energy,) = agent._energies("reach", 1)
+    z = torch.randn(1, 1, 1, 1, 8)  # (B, S, H, N=1 token, D)
+    torch.testing.assert_close(energy(z, z[:, 0, 0] + 0.5), torch.full((1, 1), 0.5))

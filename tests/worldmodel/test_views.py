@@ -17,7 +17,7 @@ from worldmodel.feature_cache import FeatureCache
 from worldmodel.frozen import FrozenEncoder
 from worldmodel.preprocess import PreprocessConfig
 from worldmodel.train import train
-from worldmodel.views import MultiViewEncoder, mosaic, parse_views, with_views
+from worldmodel.views import MultiViewEncoder, mosaic, parse_views, view_token_mask, with_views
 from worldmodel.world_model import WorldModel
 
 MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
@@ -87,6 +87,9 @@ def test_cache_train_and_world_model_with_two_views(tmp_path, small_train_cfg):
     assert z.shape == (2, wm.predictor.cfg.tokens_per_frame, base.embed_dim)
     with pytest.raises(ValueError, match="side by side"):
         wm.encode(frames[:, :, :32], np.zeros((2, 7), np.float32))
+    rows, cols = wm.predictor.cfg.grid  # pooled: a view's tokens stay on its own side
+    wrist = wm.view_tokens("wrist").view(rows, cols)
+    assert wrist[:, cols // 2 :].all() and not wrist[:, : cols // 2].any()
     with pytest.raises(ValueError, match="views"):  # a wrapped encoder must name the same views
         WorldModel(wm.encoder, wm.predictor)
 
@@ -101,3 +104,15 @@ def test_train_refuses_a_camera_the_data_lacks(tmp_path, small_train_cfg):
     )  # fmt: skip
     with pytest.raises(KeyError, match="no camera 'wrist'"):
         train(cfg)
+
+
+def test_view_token_mask_picks_each_views_columns():
+    mask = view_token_mask(VIEWS, (2, 4), "wrist")  # 2 rows, 2 columns per view
+    assert mask.tolist() == [False, False, True, True] * 2
+    assert view_token_mask(VIEWS, (2, 4), ["exterior"]).tolist() == [True, True, False, False] * 2
+    assert view_token_mask(VIEWS, (2, 4), "wrist+exterior").all()
+    assert view_token_mask(("exterior",), (3, 3), "exterior").all()
+    with pytest.raises(ValueError, match="not all in"):
+        view_token_mask(VIEWS, (2, 4), "top")
+    with pytest.raises(ValueError, match="side by side"):
+        view_token_mask(VIEWS, (2, 3), "wrist")
