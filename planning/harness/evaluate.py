@@ -120,6 +120,8 @@ class EvalConfig:
             object.__setattr__(self, "subgoal_budgets", budgets)
         views = {}
         for task, spec in (self.energy_views or {}).items():
+            if spec is None and task in envs.TASKS:  # all views: the default energy
+                continue
             if task not in envs.TASKS or isinstance(spec, str) or not spec:
                 raise ValueError(
                     f"EvalConfig.energy_views: {task!r} needs a task name and a list with the views"

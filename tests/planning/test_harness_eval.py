@@ -71,6 +71,9 @@ def test_energy_views_enter_the_fingerprint_of_world_model_methods_only_when_set
     plain = replace(cfg, energy_views={})
     assert ev.fingerprint(cfg, "reach", "wm_cem") != ev.fingerprint(plain, "reach", "wm_cem")
     assert ev.fingerprint(cfg, "grasp", "wm_cem") == ev.fingerprint(plain, "grasp", "wm_cem")
+    unset = replace(cfg, energy_views={"reach": None})  # null in eval.yaml: all views
+    assert unset.energy_views == {}
+    assert ev.fingerprint(unset, "reach", "wm_cem") == ev.fingerprint(plain, "reach", "wm_cem")
     for method in ("oracle_cem", "reference_cem", "random"):  # they do not use it
         assert ev.fingerprint(cfg, "reach", method) == ev.fingerprint(plain, "reach", method)
 
