@@ -26,6 +26,7 @@ from planning.cem import CEMConfig, CEMPlanner, shift_plan
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.reference import reference_cem, reference_cem_config
 from planning.toy import ToyDynamics, blank_images
+from worldmodel.cpu_memory import keep_freed_memory
 
 SUCCESS_M = 0.03
 
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budgets", nargs="*", default=[], help="SxI budgets for cem/icem (model)")
     p.add_argument("--plot", type=Path, default=None, help="PNG of success vs s/action")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="keep: worldmodel.cpu_memory.keep_freed_memory, as the CLIs")  # fmt: skip
     args = p.parse_args(argv)
     try:
         budgets = [tuple(int(v) for v in b.lower().split("x")) for b in args.budgets]
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     if budgets and args.model is None:
         p.error("--budgets needs --model")
     torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        keep_freed_memory()  # what wm-demo / wm-eval / wm-serve do (demos/bench_malloc.py)
     toy = ToyDynamics()
     stats = {}
     for method in args.methods:

@@ -42,6 +42,7 @@ from planning.protocol import ActionLayout, LatentDynamics
 from planning.reference import reference_cem_config
 from planning.toy import ToyDynamics
 from planning.wire import Request, RequestError, packb, parse_request, unpackb
+from worldmodel.cpu_memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -294,6 +295,7 @@ def main() -> None:
     @hydra.main(version_base="1.3", config_path=config_dir, config_name="serve")
     def _run(dcfg) -> None:
         cfg = config_from_dict(OmegaConf.to_container(dcfg, resolve=True))
+        keep_freed_memory()  # worldmodel.cpu_memory: no page faults per plan on CPU
         log.info("wm-serve config: %s", {k: v for k, v in asdict(cfg).items() if k != "api_key"})
         asyncio.run(serve_forever(cfg))
 

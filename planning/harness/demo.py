@@ -33,6 +33,7 @@ from planning.harness.agents import (
 )
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
+from worldmodel.cpu_memory import keep_freed_memory
 
 # Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and
 # wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
@@ -77,6 +78,7 @@ def run_demo(
 ) -> dict[str, tuple[int, list[float]]]:  # fmt: skip
     """Run the demo; returns task -> (successes, seconds of every planned action)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    keep_freed_memory()  # worldmodel.cpu_memory: no page faults per plan on CPU
     agent = make_demo_agent(model, samples, iterations, planner)
     summary = {}
     for task in tasks:

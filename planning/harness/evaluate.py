@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
-from multiprocessing import get_context
+from multiprocessing import get_context, parent_process
 from pathlib import Path
 
 import gymnasium as gym
@@ -50,6 +50,7 @@ from planning.harness.results import (
 from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
 from planning.reference import reference_cem_config
+from worldmodel.cpu_memory import keep_freed_memory
 from worldmodel.views import parse_views
 
 __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_episode"]
@@ -224,6 +225,8 @@ _WORKER: dict = {}
 def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResult:
     """One episode in a worker process; env, model and agents are built once per process."""
     torch.set_num_threads(1)
+    if "model" not in _WORKER and parent_process() is not None:
+        keep_freed_memory()  # a spawned worker: the parent's setting did not carry over
     if "model" not in _WORKER:
         _WORKER["model"] = load_model(cfg) if any(METHODS[m] for m in cfg.methods) else None
     if (task, method) not in _WORKER:
@@ -307,6 +310,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=config_dir, config_name="eval")
     def _run(dcfg) -> None:
+        keep_freed_memory()  # workers call it too (_episode_job)
         evaluate(config_from_dict(OmegaConf.to_container(dcfg, resolve=True)))
 
     _run()
