@@ -3,7 +3,8 @@
 The setting is process-wide and cannot be undone, so each measurement is a fresh child process;
 the children alternate (default, keep, default, keep, ...) so a machine that drifts affects
 both. Each child plans ``--calls`` times on the model's latent shapes (random layer-normed
-latents: the cost does not depend on their values) after one warm-up call.
+latents: the cost does not depend on their values) after one warm-up call. Besides seconds it
+reports the minor page faults and the system (kernel) time per plan.
 
     python demos/bench_malloc.py --model models/shipped --rounds 4
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -40,10 +42,15 @@ def child(args: argparse.Namespace) -> None:
     planner = CEMPlanner(CEMConfig(samples=args.samples, iterations=args.iterations))
     times = []
     for i in range(args.calls + 1):
+        if i == 1:  # after the warm-up call
+            usage = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         planner.plan(wm, z, state, z_goal, generator=make_generator(i))
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"kept": kept, "times": times[1:]}))
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    faults = (end.ru_minflt - usage.ru_minflt) / args.calls
+    system_s = (end.ru_stime - usage.ru_stime) / args.calls
+    print(json.dumps({"kept": kept, "times": times[1:], "faults": faults, "system_s": system_s}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,26 +69,33 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
     times: dict[str, list[float]] = {"default": [], "keep": []}
+    faults: dict[str, list[float]] = {"default": [], "keep": []}
+    system: dict[str, list[float]] = {"default": [], "keep": []}
     for r in range(args.rounds):
         for setting in ("default", "keep"):
-            cmd = [sys.executable, __file__, "--child", setting, "--model", str(args.model),
-                   "--calls", str(args.calls), "--samples", str(args.samples),
-                   "--iterations", str(args.iterations), "--threads", str(args.threads)]  # fmt: skip
+            flags = {"--model": args.model, "--calls": args.calls, "--samples": args.samples,
+                     "--iterations": args.iterations, "--threads": args.threads}  # fmt: skip
+            cmd = [sys.executable, __file__, "--child", setting]
+            cmd += [str(x) for pair in flags.items() for x in pair]
             env = {**os.environ, "WM_KEEP_FREED_MEMORY": "1" if setting == "keep" else "0"}
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             if setting == "keep" and not res["kept"]:
-                sys.exit("keep_freed_memory is not in effect here (not glibc?): nothing to compare")
+                sys.exit("keep_freed_memory is not in effect (not glibc?): nothing to compare")
             times[setting] += res["times"]
+            faults[setting].append(res["faults"])
+            system[setting].append(res["system_s"])
             print(f"round {r + 1} {setting}: median {np.median(res['times']):.3f} s per plan")
     base = float(np.median(times["default"]))
     print(f"\nCEM {args.samples} x {args.iterations}, {args.threads} threads, "
-          f"{args.rounds} x {args.calls} plans per setting, alternating processes\n")  # fmt: skip
-    print("| malloc | s per plan (median) | p90 | vs default |")
-    print("|---|---|---|---|")
+          f"{args.rounds} x {args.calls} plans per setting, alternating processes; page faults "
+          "and system (kernel) seconds are per plan\n")  # fmt: skip
+    print("| malloc | s per plan (median) | p90 | vs default | page faults | system s |")
+    print("|---|---|---|---|---|---|")
     for name, setting in (("glibc default", "default"), ("keep_freed_memory", "keep")):
         med, p90 = float(np.median(times[setting])), float(np.percentile(times[setting], 90))
-        print(f"| {name} | {med:.3f} | {p90:.3f} | {med / base:.2f}x |")
+        flt, sys_s = float(np.mean(faults[setting])), float(np.mean(system[setting]))
+        print(f"| {name} | {med:.3f} | {p90:.3f} | {med / base:.2f}x | {flt:,.0f} | {sys_s:.3f} |")
 
 
 if __name__ == "__main__":

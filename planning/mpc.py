@@ -110,6 +110,8 @@ class MPCController:
                 ends. Without budgets, sub-goals switch on ``cfg.subgoal_energy_threshold``.
             energy_fns: optional energy per sub-goal (length K; None entries: the controller's
                 ``energy_fn``), e.g. one that compares only some cameras while approaching.
+                ``cfg.subgoal_energy_threshold`` and ``StepInfo.current_energy`` then use the
+                active sub-goal's own energy, whose scale may differ from the default's.
         """
         images = [np.asarray(goal_images)] if np.ndim(goal_images) == 3 else list(goal_images)
         if not images or any(im.ndim != 3 or im.shape[-1] != 3 for im in images):

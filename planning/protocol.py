@@ -102,7 +102,7 @@ def token_weighted_l1_energy(weights: Tensor) -> EnergyFn:
                 f"{tuple(z_future.shape)} and {tuple(z_goal.shape)}"
             )
         per_token = (z_future[:, :, -1] - z_goal[:, None]).abs().mean(dim=-1)  # (B, S, N)
-        return per_token @ w.to(per_token.device)
+        return per_token @ w.to(per_token)
 
     return energy
 

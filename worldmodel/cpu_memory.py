@@ -48,8 +48,8 @@ def keep_freed_memory(trim_threshold_mb: int = 1024, top_pad_mb: int = 64) -> bo
     """
     if os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
         return False
-    if trim_threshold_mb < 1 or top_pad_mb < 0:
-        raise ValueError(f"need trim_threshold_mb >= 1 and top_pad_mb >= 0, got "
+    if not (1 <= trim_threshold_mb < 2048 and 0 <= top_pad_mb < 2048):  # mallopt takes an int
+        raise ValueError(f"need 1 <= trim_threshold_mb < 2048 and 0 <= top_pad_mb < 2048, got "
                          f"{trim_threshold_mb}, {top_pad_mb}")  # fmt: skip
     key = f"{trim_threshold_mb}/{top_pad_mb}"
     if key not in _applied:

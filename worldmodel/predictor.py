@@ -136,7 +136,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     w = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
     if mask is not None:
         w = w.masked_fill(~mask, float("-inf"))
-    return w.softmax(dim=-1) @ v
+    return w.softmax(dim=-1, dtype=torch.float32).to(v.dtype) @ v  # float32 softmax for bf16
 
 
 class Attention(nn.Module):

@@ -71,8 +71,9 @@ def rope_tables(pos: Positions, head_dim: int, theta: float = 10000.0) -> tuple[
     Returns:
         (cos, sin), each (N, R) or (B, 1, N, R) float32: ``R = head_dim`` when it is even (angle 0
         on the leftover dims), else ``3 * rope_chunk_dim(head_dim)`` (leftover dims not touched).
-        ``sin`` is negated on even dims (the sign of the rotation, see ``apply_rope_tables``). Tokens with ``spatial`` False get angle 0 on the
-        height/width chunks: cos 1, sin 0, i.e. they are left exactly unchanged there.
+        ``sin`` is negated on even dims (the sign of the rotation, see ``apply_rope_tables``).
+        Tokens with ``spatial`` False get angle 0 on the height/width chunks: cos 1, sin 0,
+        i.e. they are left exactly unchanged there.
     """
     c = rope_chunk_dim(head_dim)
     if c == 0:

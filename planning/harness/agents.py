@@ -152,6 +152,10 @@ class PlannerAgent:
         spec = self.energy_views.get(task)
         if spec is None:
             return None
+        if isinstance(spec, str):
+            raise ValueError(
+                f"energy_views[{task!r}] must list views per goal image, e.g. [{spec}]"
+            )
         if len(spec) != goals:
             raise ValueError(
                 f"energy_views[{task!r}] names views for {len(spec)} goal images, the episode "

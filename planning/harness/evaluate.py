@@ -121,14 +121,18 @@ class EvalConfig:
             object.__setattr__(self, "subgoal_budgets", budgets)
         views = {}
         for task, spec in (self.energy_views or {}).items():
-            if spec is None and task in envs.TASKS:  # all views: the default energy
+            if task in envs.TASKS and (spec is None or (  # all views: the default energy
+                not isinstance(spec, str) and spec and all(v is None for v in spec)
+            )):  # fmt: skip
                 continue
             if task not in envs.TASKS or isinstance(spec, str) or not spec:
                 raise ValueError(
                     f"EvalConfig.energy_views: {task!r} needs a task name and a list with the views"
                     f" of each goal image (e.g. [exterior] or [exterior, null]), got {spec!r}"
                 )
-            views[str(task)] = tuple(None if v is None else "+".join(parse_views(v)) for v in spec)
+            views[str(task)] = tuple(  # canonical: the order of views in a mask does not matter
+                None if v is None else "+".join(sorted(parse_views(v))) for v in spec
+            )
         object.__setattr__(self, "energy_views", views)
 
     def steps_for(self, task: str) -> int:

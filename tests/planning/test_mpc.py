@@ -145,6 +145,9 @@ def test_agent_energy_views(toy):
     agent.energy_views = {"reach": ["wrist"]}
     with pytest.raises(ValueError, match="view_tokens"):
         agent._energies("reach", 1)
+    agent.energy_views = {"reach": "exterior"}  # a list per goal image, not a string
+    with pytest.raises(ValueError, match="per goal image"):
+        agent._energies("reach", 1)
 
     class TwoViews(ToyDynamics):
         views = ("exterior", "wrist")

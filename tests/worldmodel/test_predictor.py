@@ -59,7 +59,7 @@ def test_same_step_tokens_see_each_other(model):
     assert (model(z, a2, s) - model(z, a, s)).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("keys", [6, 12, 200])  # small-key matmul path and the SDPA path
+@pytest.mark.parametrize("keys", [6, 12, 64])  # the small-key matmul path, up to its limit
 def test_attention_matches_sdpa_with_and_without_mask(keys):
     g = torch.Generator().manual_seed(5)
     q = torch.randn(3, 2, 6, 8, generator=g)
