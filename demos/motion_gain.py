@@ -26,6 +26,7 @@ import torch
 
 import envs
 from envs.env_config import GoalConfig
+from worldmodel.views import view_token_mask
 from worldmodel.world_model import WorldModel
 
 
@@ -40,12 +41,9 @@ def view_masks(wm: WorldModel) -> dict[str, torch.Tensor]:
     """Boolean (N,) token masks: all views, then each view (views sit side by side in x)."""
     h, w = wm.predictor.cfg.input_grid
     k = wm.predictor.cfg.pool_kernel
-    rows, cols = h // k, w // k
-    col = torch.arange(rows * cols) % cols
-    per_view = cols // len(wm.views)
-    masks = {"all views": torch.ones(rows * cols, dtype=torch.bool)}
-    for i, name in enumerate(wm.views):
-        masks[name] = (col >= i * per_view) & (col < (i + 1) * per_view)
+    grid = (h // k, w // k)
+    masks = {"all views": torch.ones(grid[0] * grid[1], dtype=torch.bool)}
+    masks.update({name: view_token_mask(wm.views, grid, name) for name in wm.views})
     return masks
 
 

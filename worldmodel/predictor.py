@@ -129,7 +129,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax attention; q (B, h, L, d), k/v (B, h, L_k, d), mask bool (L, L_k) or None.
 
     On CPU with few keys (one planning step: 2 + N tokens) the fused SDPA kernel's per-call
-    overhead dominates, and two batched matmuls are about twice as fast; elsewhere SDPA.
+    overhead dominates and two batched matmuls are faster; elsewhere SDPA.
     """
     if q.device.type != "cpu" or k.shape[-2] > SMALL_ATTENTION_KEYS:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
