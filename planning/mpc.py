@@ -25,13 +25,27 @@ from planning.protocol import EnergyFn, LatentDynamics, final_step_l1_energy
 class MPCConfig:
     """``action_chunk``: actions executed per plan (k); ``subgoal_energy_threshold``: advance to
     the next sub-goal when the current frame's energy to the active sub-goal falls below it
-    (None = only step budgets switch); ``seed`` seeds the planner's generator at reset."""
+    (None = only step budgets switch); ``seed`` seeds the planner's generator at reset.
+
+    Two optional filters on the executed action (None: execute the plan as it is), for arms
+    whose gripper is open or closed (the gripper is the last dim of the DESIGN's 7-D state and
+    action):
+
+    - ``gripper_snap_at``: the closure the action commands (state + delta, clipped to [0, 1])
+      is executed as fully closed at or above this value and fully open below it. CEM returns
+      the mean of its elites; where some close and some wait, that mean closes part-way.
+    - ``hold_arm_on_gripper``: when the executed gripper change is at least this, the arm
+      stands still in that step (the other dims are zeroed), so a release does not throw the
+      object and a grasp does not push it.
+    """
 
     action_chunk: int = 1
     warm_start: bool = True
     subgoal_energy_threshold: float | None = None
     seed: int = 0
     device: str = "cpu"
+    gripper_snap_at: float | None = None
+    hold_arm_on_gripper: float | None = None
 
     def __post_init__(self) -> None:
         if self.action_chunk < 1:
@@ -40,6 +54,32 @@ class MPCConfig:
             raise ValueError(
                 f"MPCConfig.subgoal_energy_threshold must be > 0, got {self.subgoal_energy_threshold}"
             )
+        snap, hold = self.gripper_snap_at, self.hold_arm_on_gripper
+        if snap is not None and not 0.0 < snap < 1.0:
+            raise ValueError(f"MPCConfig.gripper_snap_at must lie in (0, 1), got {snap}")
+        if hold is not None and not 0.0 < hold <= 1.0:
+            raise ValueError(f"MPCConfig.hold_arm_on_gripper must lie in (0, 1], got {hold}")
+
+    def execute(self, actions: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """The action(s) to send: ``actions`` (A,) or a (k, A) chunk as planned, filtered as
+        the class docstring says from the current (S,) ``state`` (the gripper closure of each
+        later row of a chunk follows from the rows before it). The plan itself when both
+        filters are off."""
+        snap, hold = self.gripper_snap_at, self.hold_arm_on_gripper
+        if snap is None and hold is None:
+            return actions
+        out = np.array(actions, dtype=np.float32, copy=True)
+        rows = out.reshape(-1, out.shape[-1])  # a view: rows are edited in place
+        grip = float(np.asarray(state).reshape(-1)[-1])
+        for row in rows:
+            target = min(max(grip + float(row[-1]), 0.0), 1.0)
+            if snap is not None:
+                target = 1.0 if target >= snap else 0.0
+                row[-1] = target - grip
+            if hold is not None and abs(float(row[-1])) >= hold:
+                row[:-1] = 0.0
+            grip = target
+        return out
 
 
 class StepInfo(NamedTuple):
@@ -192,4 +232,4 @@ class MPCController:
             self._last_info = info
         else:
             self._last_info = self._last_info._replace(replanned=False, seconds=0.0)
-        return self._queue.pop(0), self._last_info
+        return self.cfg.execute(self._queue.pop(0), state), self._last_info

@@ -142,6 +142,7 @@ class Session:
             if req.image is None:
                 return {"ok": True, "subgoal_index": self.controller.subgoal_index}
             chunk, info = await asyncio.to_thread(self.controller.plan_chunk, req.image, req.state)
+        chunk = self.controller.cfg.execute(chunk, req.state)
         return {
             "actions": chunk, "energy": info.energy, "current_energy": info.current_energy,
             "subgoal_index": info.subgoal_index, "planning_s": info.seconds,

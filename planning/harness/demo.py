@@ -24,6 +24,7 @@ from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import (
     ENERGY_VIEWS,
     GRIPPER_EFFORT,
+    GRIPPER_EXECUTION,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -69,7 +70,8 @@ def make_demo_agent(
     from worldmodel.world_model import WorldModel
 
     wm = WorldModel.load(model_dir)
-    return PlannerAgent(wm, planner_cls(cem), MPCConfig(), SUBGOAL_BUDGETS, ENERGY_VIEWS)
+    mpc = MPCConfig(**GRIPPER_EXECUTION)
+    return PlannerAgent(wm, planner_cls(cem), mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
 
 
 def run_demo(

@@ -143,6 +143,22 @@ class EvalConfig:
         return range(self.first_episode, self.first_episode + n)
 
 
+# MPCConfig's action filters: only PlannerAgent (wm_cem, wm_icem) executes through them.
+_EXECUTION_KEYS = ("gripper_snap_at", "hold_arm_on_gripper")
+
+
+def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
+    """The MPC settings an episode of ``method`` depends on; the action filters only where
+    they are set and used, so logs from before the filters keep their fingerprints."""
+    if method == "random":
+        return None
+    keys = asdict(mpc)
+    for name in _EXECUTION_KEYS:
+        if keys[name] is None or method not in ("wm_cem", "wm_icem"):
+            del keys[name]
+    return keys
+
+
 def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     """Hash of every setting that shapes an episode of (task, method)."""
     planner = {"oracle_cem": cfg.oracle_cem or cfg.cem, "wm_cem": cfg.cem, "wm_icem": cfg.icem,
@@ -150,7 +166,7 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     keys = {
         "method": method, "steps": cfg.steps_for(task), "image_size": cfg.image_size,
         "seed": cfg.seed, "planner": None if planner is None else asdict(planner),
-        "mpc": asdict(cfg.mpc) if method != "random" else None,
+        "mpc": _mpc_keys(cfg.mpc, method),
         "model": cfg.model if METHODS[method] else None,
         "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
     }  # fmt: skip

@@ -10,9 +10,16 @@ from omegaconf import OmegaConf
 
 import planning.harness.evaluate as ev
 from planning.cem import CEMConfig
-from planning.harness.agents import ENERGY_VIEWS, GRIPPER_EFFORT, RandomAgent, goal_schedule
+from planning.harness.agents import (
+    ENERGY_VIEWS,
+    GRIPPER_EFFORT,
+    GRIPPER_EXECUTION,
+    RandomAgent,
+    goal_schedule,
+)
 from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
 from planning.icem import ICEMConfig
+from planning.mpc import MPCConfig
 from planning.toy import ToyDynamics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -81,6 +88,17 @@ def test_energy_views_enter_the_fingerprint_of_world_model_methods_only_when_set
         assert ev.fingerprint(cfg, "reach", method) == ev.fingerprint(plain, "reach", method)
 
 
+def test_gripper_execution_enters_the_fingerprint_of_world_model_methods_only_when_set(tmp_path):
+    plain = _cfg(tmp_path, tasks=("grasp",))
+    filtered = replace(plain, mpc=MPCConfig(**GRIPPER_EXECUTION))
+    for method in ("wm_cem", "wm_icem"):
+        assert ev.fingerprint(filtered, "grasp", method) != ev.fingerprint(plain, "grasp", method)
+    for method in ("oracle_cem", "reference_cem", "random"):  # they execute their plans as is
+        assert ev.fingerprint(filtered, "grasp", method) == ev.fingerprint(plain, "grasp", method)
+    agent = ev.make_agent("wm_cem", filtered, ToyDynamics())
+    assert agent.mpc.cfg.gripper_snap_at == GRIPPER_EXECUTION["gripper_snap_at"]
+
+
 def test_fingerprints_of_logs_written_before_energy_views_are_unchanged():
     # computed by the code of commit 72f923f, before the option existed: episodes.jsonl files
     # written then must still be found by a rerun
@@ -115,6 +133,8 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
     assert cfg.cem.action_cost == cfg.icem.action_cost == GRIPPER_EFFORT  # the demo's too
     assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 6, 20)
     assert cfg.energy_views == ENERGY_VIEWS  # the demo's too
+    execution = {k: getattr(cfg.mpc, k) for k in GRIPPER_EXECUTION}
+    assert execution == GRIPPER_EXECUTION  # the demo's too
     with pytest.raises(ValueError, match="energy_views"):
         config_from_dict({**raw, "energy_views": {"reach": "exterior"}})  # not a list per goal
     with pytest.raises(ValueError, match="energy_views"):

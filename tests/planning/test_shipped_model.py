@@ -99,7 +99,7 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, loa
 def test_demo_planner_choice_builds_the_eval_budgets():
     import yaml
 
-    from planning.harness.agents import GRIPPER_EFFORT
+    from planning.harness.agents import GRIPPER_EFFORT, GRIPPER_EXECUTION
     from planning.harness.demo import make_demo_agent
     from planning.icem import ICEMPlanner
 
@@ -111,5 +111,6 @@ def test_demo_planner_choice_builds_the_eval_budgets():
         assert type(planner) is cls
         assert (planner.cfg.samples, planner.cfg.iterations) == budget
         assert planner.cfg.action_cost == GRIPPER_EFFORT
+        assert {k: getattr(agent.mpc.cfg, k) for k in GRIPPER_EXECUTION} == GRIPPER_EXECUTION
     with pytest.raises(ValueError, match="planner must be one of"):
         make_demo_agent(SHIPPED, None, None, "mppi")
