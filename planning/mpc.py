@@ -31,9 +31,9 @@ class MPCConfig:
     whose gripper is open or closed (the gripper is the last dim of the DESIGN's 7-D state and
     action):
 
-    - ``gripper_snap_at``: the closure the action commands (state + delta, clipped to [0, 1])
-      is executed as fully closed at or above this value and fully open below it. CEM returns
-      the mean of its elites; where some close and some wait, that mean closes part-way.
+    - ``gripper_binary_at``: a planned gripper change of at least this size moves the gripper
+      all the way (closing to 1, opening to 0); a smaller one is not executed. CEM returns the
+      mean of its elites; where some close and some wait, that mean closes part-way.
     - ``hold_arm_on_gripper``: when the executed gripper change is at least this, the arm
       stands still in that step (the other dims are zeroed), so a release does not throw the
       object and a grasp does not push it.
@@ -44,7 +44,7 @@ class MPCConfig:
     subgoal_energy_threshold: float | None = None
     seed: int = 0
     device: str = "cpu"
-    gripper_snap_at: float | None = None
+    gripper_binary_at: float | None = None
     hold_arm_on_gripper: float | None = None
 
     def __post_init__(self) -> None:
@@ -54,9 +54,9 @@ class MPCConfig:
             raise ValueError(
                 f"MPCConfig.subgoal_energy_threshold must be > 0, got {self.subgoal_energy_threshold}"
             )
-        snap, hold = self.gripper_snap_at, self.hold_arm_on_gripper
-        if snap is not None and not 0.0 < snap < 1.0:
-            raise ValueError(f"MPCConfig.gripper_snap_at must lie in (0, 1), got {snap}")
+        binary, hold = self.gripper_binary_at, self.hold_arm_on_gripper
+        if binary is not None and not 0.0 < binary <= 1.0:
+            raise ValueError(f"MPCConfig.gripper_binary_at must lie in (0, 1], got {binary}")
         if hold is not None and not 0.0 < hold <= 1.0:
             raise ValueError(f"MPCConfig.hold_arm_on_gripper must lie in (0, 1], got {hold}")
 
@@ -65,16 +65,18 @@ class MPCConfig:
         the class docstring says from the current (S,) ``state`` (the gripper closure of each
         later row of a chunk follows from the rows before it). The plan itself when both
         filters are off."""
-        snap, hold = self.gripper_snap_at, self.hold_arm_on_gripper
-        if snap is None and hold is None:
+        binary, hold = self.gripper_binary_at, self.hold_arm_on_gripper
+        if binary is None and hold is None:
             return actions
         out = np.array(actions, dtype=np.float32, copy=True)
         rows = out.reshape(-1, out.shape[-1])  # a view: rows are edited in place
         grip = float(np.asarray(state).reshape(-1)[-1])
         for row in rows:
-            target = min(max(grip + float(row[-1]), 0.0), 1.0)
-            if snap is not None:
-                target = 1.0 if target >= snap else 0.0
+            delta = float(row[-1])
+            if binary is None:
+                target = min(max(grip + delta, 0.0), 1.0)
+            else:
+                target = 1.0 if delta >= binary else 0.0 if delta <= -binary else grip
                 row[-1] = target - grip
             if hold is not None and abs(float(row[-1])) >= hold:
                 row[:-1] = 0.0

@@ -144,7 +144,7 @@ class EvalConfig:
 
 
 # MPCConfig's action filters: only PlannerAgent (wm_cem, wm_icem) executes through them.
-_EXECUTION_KEYS = ("gripper_snap_at", "hold_arm_on_gripper")
+_EXECUTION_KEYS = ("gripper_binary_at", "hold_arm_on_gripper")
 
 
 def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:

@@ -161,38 +161,44 @@ def test_agent_energy_views(toy):
     torch.testing.assert_close(energy(z, z[:, 0, 0] + 0.5), torch.full((1, 1), 0.5))
 
 
-def test_execute_filters_snap_the_gripper_and_hold_the_arm():
-    plan = np.array([0.03, -0.02, 0.01, 0.0, 0.0, 0.1, 0.3], dtype=np.float32)
+def test_execute_filters_move_the_gripper_all_the_way_and_hold_the_arm():
+    plan = np.array([0.03, -0.02, 0.01, 0.0, 0.0, 0.1, 0.2], dtype=np.float32)
     off = MPCConfig()
     assert off.execute(plan, START) is plan  # both off: the plan as it is
     open_state = START.copy()
     open_state[-1] = 0.0
-    # 0.0 + 0.3 < 0.5: stays open (delta 0); the arm moves as planned
-    snap = MPCConfig(gripper_snap_at=0.5)
-    out = snap.execute(plan, open_state)
+    binary = MPCConfig(gripper_binary_at=0.3)
+    out = binary.execute(plan, open_state)  # +0.2 < 0.3: not executed; the arm moves as planned
     np.testing.assert_allclose(out[:-1], plan[:-1])
     assert out[-1] == 0.0
-    # 0.3 + 0.3 >= 0.5: fully closed (delta 0.7)
+    closing = plan.copy()
+    closing[-1] = 0.4  # >= 0.3: all the way closed, from wherever it is
+    assert binary.execute(closing, open_state)[-1] == pytest.approx(1.0)
     half = START.copy()
-    half[-1] = 0.3
-    assert snap.execute(plan, half)[-1] == pytest.approx(0.7)
-    # a closing arm stands still; small gripper deltas leave it moving
-    both = MPCConfig(gripper_snap_at=0.5, hold_arm_on_gripper=0.25)
-    out = both.execute(plan, half)
-    assert out[-1] == pytest.approx(0.7) and not out[:-1].any()
+    half[-1] = 0.6  # e.g. a measured closure on a wide object
+    assert binary.execute(closing, half)[-1] == pytest.approx(0.4)
+    closing[-1] = -0.35  # opening: all the way to 0
+    assert binary.execute(closing, half)[-1] == pytest.approx(-0.6)
+    # a persistent small intent is never executed (that is the point: no part-way closures)
+    for _ in range(3):
+        assert binary.execute(plan, half)[-1] == 0.0
+    # the arm stands still when the gripper moves; small gripper deltas leave it moving
+    both = MPCConfig(gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
+    closing[-1] = 0.4
+    out = both.execute(closing, open_state)
+    assert out[-1] == pytest.approx(1.0) and not out[:-1].any()
     hold = MPCConfig(hold_arm_on_gripper=0.25)
-    held = hold.execute(plan, half)  # |0.3| >= 0.25: the arm holds, the gripper moves
-    assert not held[:-1].any() and held[-1] == pytest.approx(0.3)
-    small = plan.copy()
-    small[-1] = 0.1
-    np.testing.assert_array_equal(hold.execute(small, half), small)
+    held = hold.execute(closing, half)  # continuous: 0.6 + 0.4 -> 1.0, a change of 0.4
+    assert not held[:-1].any() and held[-1] == pytest.approx(0.4)
+    np.testing.assert_array_equal(hold.execute(plan, half), plan)  # 0.2 < 0.25: moving
     # a chunk: the closure of later rows follows the rows before (closed after row 0)
-    chunk = np.stack([plan, plan, -plan])
-    out = both.execute(chunk, half)
+    chunk = np.stack([closing, closing, -closing])
+    out = both.execute(chunk, open_state)
     assert out.shape == (3, 7)
-    np.testing.assert_allclose(out[:, -1], [0.7, 0.0, 0.0], atol=1e-6)  # row 2: 1.0 - 0.3 >= 0.5
-    np.testing.assert_allclose(out[1, :-1], plan[:-1])
-    for bad in ({"gripper_snap_at": 1.0}, {"gripper_snap_at": 0.0}, {"hold_arm_on_gripper": 0}):
+    np.testing.assert_allclose(out[:, -1], [1.0, 0.0, -1.0], atol=1e-6)
+    assert not out[0, :-1].any() and not out[2, :-1].any()
+    np.testing.assert_allclose(out[1, :-1], closing[:-1])  # already closed: the arm moves
+    for bad in ({"gripper_binary_at": 1.5}, {"gripper_binary_at": 0.0}, {"hold_arm_on_gripper": 0}):
         with pytest.raises(ValueError, match="MPCConfig"):
             MPCConfig(**bad)
 
@@ -203,14 +209,14 @@ def test_controller_executes_the_filtered_action(toy):
     goal = start.copy()
     goal[0] += 0.03
     goal[-1] = 0.6  # a goal closed part-way: the plan closes to ~0.6 and moves 3 cm
-    cfg = MPCConfig(gripper_snap_at=0.5, hold_arm_on_gripper=0.25)
+    cfg = MPCConfig(gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
     for mpc_cfg, closed in ((MPCConfig(), False), (cfg, True)):
         ctrl = MPCController(toy, CEMPlanner(CEMConfig()), cfg=mpc_cfg)
         ctrl.set_goal(IMG, goal_states=goal)
         with FakeRobot(start, limits=LIMITS) as robot:
             run_mpc(robot, ctrl, max_steps=1)
             moved = abs(robot.state[0] - start[0])
-            if closed:  # snapped fully closed while the arm stood still
+            if closed:  # all the way closed while the arm stood still
                 assert robot.state[-1] == 1.0 and moved < 1e-6
             else:  # as planned: part-way, and moving
                 assert 0.4 < robot.state[-1] < 0.8 and moved > 0.01
