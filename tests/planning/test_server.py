@@ -140,6 +140,22 @@ def test_subgoal_schedule_over_the_wire(server):
         assert [ask(ws, obs())["subgoal_index"] for _ in range(3)] == [0, 1, 1]
 
 
+def test_execution_filters_apply_to_the_returned_chunk():
+    from planning.mpc import MPCConfig
+
+    grasp = START + np.array([0.03, 0, 0, 0, 0, 0, 0.2], np.float32)  # move 3 cm, close to 0.7
+    filters = MPCConfig(gripper_binary_at=0.1, hold_arm_on_gripper=0.1)
+    for mpc, closing in ((MPCConfig(), False), (filters, True)):
+        cfg = ServeConfig(port=0, cem=CEMConfig(samples=64, top_k=8, iterations=4), mpc=mpc)
+        with ServerThread(cfg) as srv, raw_client(srv.port) as (ws, _):
+            ask(ws, {"goal_image": IMG, "goal_state": grasp})
+            action = ask(ws, obs())["actions"][0]
+        if closing:  # all the way closed (0.5 -> 1), the arm still
+            assert action[-1] == pytest.approx(0.5) and not action[:-1].any()
+        else:  # as planned: part-way, moving
+            assert 0.05 < action[-1] < 0.45 and action[0] > 0.01
+
+
 def test_api_key_required_and_checked():
     cfg = ServeConfig(port=0, api_key="s3cret", cem=CEMConfig(samples=32, top_k=4, iterations=2))
     with ServerThread(cfg) as srv:
