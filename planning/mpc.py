@@ -32,11 +32,13 @@ class MPCConfig:
     action):
 
     - ``gripper_binary_at``: a planned gripper change of at least this size moves the gripper
-      all the way (closing to 1, opening to 0); a smaller one is not executed. CEM returns the
-      mean of its elites; where some close and some wait, that mean closes part-way.
-    - ``hold_arm_on_gripper``: when the executed gripper change is at least this, the arm
-      stands still in that step (the other dims are zeroed), so a release does not throw the
-      object and a grasp does not push it.
+      all the way (closing to 1, opening to 0); a smaller one is not executed (delta 0, which,
+      like every gripper delta in this stack, is relative to the state's closure: an arm that
+      reports a measured closure keeps that one). CEM returns the mean of its elites; where
+      some close and some wait, that mean closes part-way.
+    - ``hold_arm_on_gripper``: when the executed gripper change (after clipping to [0, 1]) is
+      at least this, the arm stands still in that step (the other dims are zeroed), so a
+      release does not throw the object and a grasp does not push it.
     """
 
     action_chunk: int = 1
@@ -73,12 +75,12 @@ class MPCConfig:
         grip = float(np.asarray(state).reshape(-1)[-1])
         for row in rows:
             delta = float(row[-1])
-            if binary is None:
+            if binary is None:  # the robot clips the closure to [0, 1]
                 target = min(max(grip + delta, 0.0), 1.0)
             else:
                 target = 1.0 if delta >= binary else 0.0 if delta <= -binary else grip
                 row[-1] = target - grip
-            if hold is not None and abs(float(row[-1])) >= hold:
+            if hold is not None and abs(target - grip) >= hold:  # the change that happens
                 row[:-1] = 0.0
             grip = target
         return out

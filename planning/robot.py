@@ -28,7 +28,7 @@ __all__ = [
 class RunResult(NamedTuple):
     """What happened in :func:`run_mpc`: per step planned and sent actions and diagnostics."""
 
-    planned: np.ndarray  # (T, A)
+    planned: np.ndarray  # (T, A) what the controller returned (after MPCConfig's filters)
     sent: np.ndarray  # (T, A)
     infos: list[StepInfo]
     stopped_early: bool

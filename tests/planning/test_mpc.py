@@ -191,6 +191,9 @@ def test_execute_filters_move_the_gripper_all_the_way_and_hold_the_arm():
     held = hold.execute(closing, half)  # continuous: 0.6 + 0.4 -> 1.0, a change of 0.4
     assert not held[:-1].any() and held[-1] == pytest.approx(0.4)
     np.testing.assert_array_equal(hold.execute(plan, half), plan)  # 0.2 < 0.25: moving
+    closed = START.copy()
+    closed[-1] = 1.0  # closing further changes nothing: the arm keeps moving
+    np.testing.assert_array_equal(hold.execute(closing, closed), closing)
     # a chunk: the closure of later rows follows the rows before (closed after row 0)
     chunk = np.stack([closing, closing, -closing])
     out = both.execute(chunk, open_state)
@@ -220,3 +223,22 @@ def test_controller_executes_the_filtered_action(toy):
                 assert robot.state[-1] == 1.0 and moved < 1e-6
             else:  # as planned: part-way, and moving
                 assert 0.4 < robot.state[-1] < 0.8 and moved > 0.01
+
+
+def test_queued_chunk_rows_are_filtered_against_the_state_they_are_sent_in(toy):
+    start = START.copy()
+    start[-1] = 0.0
+    goal = start.copy()
+    goal[0] += 0.06
+    goal[-1] = 0.6
+    cfg = MPCConfig(action_chunk=2, gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
+    ctrl = MPCController(toy, CEMPlanner(CEMConfig(horizon=2)), cfg=cfg)
+    ctrl.set_goal(IMG, goal_states=goal)
+    with FakeRobot(start, limits=LIMITS) as robot:
+        out = run_mpc(robot, ctrl, max_steps=2)
+    assert [i.replanned for i in out.infos] == [True, False]
+    grips = out.planned[:, -1]
+    assert set(np.round(grips, 6)) <= {0.0, 1.0}  # all the way or not at all, in both rows
+    assert grips.sum() == 1.0  # closed once, in one of the two rows, while the arm stood still
+    closing = int(np.argmax(grips))
+    assert not out.planned[closing, :-1].any() and abs(out.planned[1 - closing, 0]) > 0.005
