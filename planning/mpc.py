@@ -27,18 +27,17 @@ class MPCConfig:
     the next sub-goal when the current frame's energy to the active sub-goal falls below it
     (None = only step budgets switch); ``seed`` seeds the planner's generator at reset.
 
-    Two optional filters on the executed action (None: execute the plan as it is), for arms
+    Two optional filters on the executed action (off by default: the plan as it is), for arms
     whose gripper is open or closed (the gripper is the last dim of the DESIGN's 7-D state and
-    action):
+    action; 1 = closed):
 
-    - ``gripper_binary_at``: a planned gripper change of at least this size moves the gripper
-      all the way (closing to 1, opening to 0); a smaller one is not executed (delta 0, which,
-      like every gripper delta in this stack, is relative to the state's closure: an arm that
-      reports a measured closure keeps that one). CEM returns the mean of its elites; where
-      some close and some wait, that mean closes part-way.
-    - ``hold_arm_on_gripper``: when the executed gripper change (after clipping to [0, 1]) is
-      at least this, the arm stands still in that step (the other dims are zeroed), so a
-      release does not throw the object and a grasp does not push it.
+    - ``gripper_close_at``: a planned closing of at least this closes the gripper all the way
+      (to 1); other gripper changes (openings, smaller closings) are executed as planned. CEM
+      returns the mean of its elites; where some close and some wait, that mean closes
+      part-way, and a grasp closed part-way slips.
+    - ``hold_arm_on_gripper``: the arm stands still in a step whose gripper command passes
+      half-closed (0.5) either way, i.e. a grasp or a release (the other dims are zeroed), so
+      a release does not throw the object and a grasp does not push it.
     """
 
     action_chunk: int = 1
@@ -46,8 +45,8 @@ class MPCConfig:
     subgoal_energy_threshold: float | None = None
     seed: int = 0
     device: str = "cpu"
-    gripper_binary_at: float | None = None
-    hold_arm_on_gripper: float | None = None
+    gripper_close_at: float | None = None
+    hold_arm_on_gripper: bool = False
 
     def __post_init__(self) -> None:
         if self.action_chunk < 1:
@@ -56,31 +55,28 @@ class MPCConfig:
             raise ValueError(
                 f"MPCConfig.subgoal_energy_threshold must be > 0, got {self.subgoal_energy_threshold}"
             )
-        binary, hold = self.gripper_binary_at, self.hold_arm_on_gripper
-        if binary is not None and not 0.0 < binary <= 1.0:
-            raise ValueError(f"MPCConfig.gripper_binary_at must lie in (0, 1], got {binary}")
-        if hold is not None and not 0.0 < hold <= 1.0:
-            raise ValueError(f"MPCConfig.hold_arm_on_gripper must lie in (0, 1], got {hold}")
+        close, hold = self.gripper_close_at, self.hold_arm_on_gripper
+        if close is not None and not 0.0 < close <= 1.0:
+            raise ValueError(f"MPCConfig.gripper_close_at must lie in (0, 1], got {close}")
+        if not isinstance(hold, bool):
+            raise ValueError(f"MPCConfig.hold_arm_on_gripper must be true or false, got {hold}")
 
     def execute(self, actions: np.ndarray, state: np.ndarray) -> np.ndarray:
         """The action(s) to send: ``actions`` (A,) or a (k, A) chunk as planned, filtered as
         the class docstring says from the current (S,) ``state`` (the gripper closure of each
         later row of a chunk follows from the rows before it). The plan itself when both
         filters are off."""
-        binary, hold = self.gripper_binary_at, self.hold_arm_on_gripper
-        if binary is None and hold is None:
+        close, hold = self.gripper_close_at, self.hold_arm_on_gripper
+        if close is None and not hold:
             return actions
         out = np.array(actions, dtype=np.float32, copy=True)
         rows = out.reshape(-1, out.shape[-1])  # a view: rows are edited in place
         grip = float(np.asarray(state).reshape(-1)[-1])
         for row in rows:
-            delta = float(row[-1])
-            if binary is None:  # the robot clips the closure to [0, 1]
-                target = min(max(grip + delta, 0.0), 1.0)
-            else:
-                target = 1.0 if delta >= binary else 0.0 if delta <= -binary else grip
-                row[-1] = target - grip
-            if hold is not None and abs(target - grip) >= hold:  # the change that happens
+            if close is not None and row[-1] >= close:
+                row[-1] = 1.0 - grip
+            target = min(max(grip + float(row[-1]), 0.0), 1.0)  # the robot clips to [0, 1]
+            if hold and (grip < 0.5) != (target < 0.5):  # a grasp or a release
                 row[:-1] = 0.0
             grip = target
         return out

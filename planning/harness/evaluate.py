@@ -144,7 +144,7 @@ class EvalConfig:
 
 
 # MPCConfig's action filters: only PlannerAgent (wm_cem, wm_icem) executes through them.
-_EXECUTION_KEYS = ("gripper_binary_at", "hold_arm_on_gripper")
+_EXECUTION_KEYS = ("gripper_close_at", "hold_arm_on_gripper")
 
 
 def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
@@ -154,7 +154,7 @@ def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
         return None
     keys = asdict(mpc)
     for name in _EXECUTION_KEYS:
-        if keys[name] is None or method not in ("wm_cem", "wm_icem"):
+        if keys[name] in (None, False) or method not in ("wm_cem", "wm_icem"):
             del keys[name]
     return keys
 

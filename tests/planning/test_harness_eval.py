@@ -96,7 +96,7 @@ def test_gripper_execution_enters_the_fingerprint_of_world_model_methods_only_wh
     for method in ("oracle_cem", "reference_cem", "random"):  # they execute their plans as is
         assert ev.fingerprint(filtered, "grasp", method) == ev.fingerprint(plain, "grasp", method)
     agent = ev.make_agent("wm_cem", filtered, ToyDynamics())
-    assert agent.mpc.cfg.gripper_binary_at == GRIPPER_EXECUTION["gripper_binary_at"]
+    assert agent.mpc.cfg.gripper_close_at == GRIPPER_EXECUTION["gripper_close_at"]
 
 
 def test_fingerprints_of_logs_written_before_energy_views_are_unchanged():

@@ -161,47 +161,41 @@ def test_agent_energy_views(toy):
     torch.testing.assert_close(energy(z, z[:, 0, 0] + 0.5), torch.full((1, 1), 0.5))
 
 
-def test_execute_filters_move_the_gripper_all_the_way_and_hold_the_arm():
+def test_execute_filters_close_all_the_way_and_hold_the_arm_in_a_grasp_or_release():
     plan = np.array([0.03, -0.02, 0.01, 0.0, 0.0, 0.1, 0.2], dtype=np.float32)
     off = MPCConfig()
     assert off.execute(plan, START) is plan  # both off: the plan as it is
-    open_state = START.copy()
-    open_state[-1] = 0.0
-    binary = MPCConfig(gripper_binary_at=0.3)
-    out = binary.execute(plan, open_state)  # +0.2 < 0.3: not executed; the arm moves as planned
-    np.testing.assert_allclose(out[:-1], plan[:-1])
-    assert out[-1] == 0.0
+    opened, closed, half = (START.copy() for _ in range(3))
+    opened[-1], closed[-1], half[-1] = 0.0, 1.0, 0.6
+    close = MPCConfig(gripper_close_at=0.3)
+    np.testing.assert_array_equal(close.execute(plan, opened), plan)  # +0.2 < 0.3: as planned
     closing = plan.copy()
-    closing[-1] = 0.4  # >= 0.3: all the way closed, from wherever it is
-    assert binary.execute(closing, open_state)[-1] == pytest.approx(1.0)
-    half = START.copy()
-    half[-1] = 0.6  # e.g. a measured closure on a wide object
-    assert binary.execute(closing, half)[-1] == pytest.approx(0.4)
-    closing[-1] = -0.35  # opening: all the way to 0
-    assert binary.execute(closing, half)[-1] == pytest.approx(-0.6)
-    # a persistent small intent is never executed (that is the point: no part-way closures)
-    for _ in range(3):
-        assert binary.execute(plan, half)[-1] == 0.0
-    # the arm stands still when the gripper moves; small gripper deltas leave it moving
-    both = MPCConfig(gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
-    closing[-1] = 0.4
-    out = both.execute(closing, open_state)
-    assert out[-1] == pytest.approx(1.0) and not out[:-1].any()
-    hold = MPCConfig(hold_arm_on_gripper=0.25)
-    held = hold.execute(closing, half)  # continuous: 0.6 + 0.4 -> 1.0, a change of 0.4
-    assert not held[:-1].any() and held[-1] == pytest.approx(0.4)
-    np.testing.assert_array_equal(hold.execute(plan, half), plan)  # 0.2 < 0.25: moving
-    closed = START.copy()
-    closed[-1] = 1.0  # closing further changes nothing: the arm keeps moving
-    np.testing.assert_array_equal(hold.execute(closing, closed), closing)
+    closing[-1] = 0.4  # >= 0.3: all the way closed, from wherever it is; the arm moves
+    out = close.execute(closing, opened)
+    assert out[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(out[:-1], closing[:-1])
+    assert close.execute(closing, half)[-1] == pytest.approx(0.4)
+    opening = plan.copy()
+    opening[-1] = -0.45  # openings are executed as planned
+    np.testing.assert_array_equal(close.execute(opening, closed), opening)
+    # the arm holds where the command passes 0.5 (a grasp or a release), nowhere else
+    hold = MPCConfig(hold_arm_on_gripper=True)
+    assert not hold.execute(closing, half - [0, 0, 0, 0, 0, 0, 0.3])[:-1].any()  # 0.3 -> 0.7
+    np.testing.assert_array_equal(hold.execute(opening, closed), opening)  # 1.0 -> 0.55: held on
+    release = opening.copy()
+    release[-1] = -0.6
+    out = hold.execute(release, closed)  # 1.0 -> 0.4: a release
+    assert not out[:-1].any() and out[-1] == pytest.approx(-0.6)
+    np.testing.assert_array_equal(hold.execute(closing, closed), closing)  # clipped: no change
     # a chunk: the closure of later rows follows the rows before (closed after row 0)
-    chunk = np.stack([closing, closing, -closing])
-    out = both.execute(chunk, open_state)
+    both = MPCConfig(gripper_close_at=0.3, hold_arm_on_gripper=True)
+    chunk = np.stack([closing, closing, release])
+    out = both.execute(chunk, opened)
     assert out.shape == (3, 7)
-    np.testing.assert_allclose(out[:, -1], [1.0, 0.0, -1.0], atol=1e-6)
+    np.testing.assert_allclose(out[:, -1], [1.0, 0.0, -0.6], atol=1e-6)
     assert not out[0, :-1].any() and not out[2, :-1].any()
     np.testing.assert_allclose(out[1, :-1], closing[:-1])  # already closed: the arm moves
-    for bad in ({"gripper_binary_at": 1.5}, {"gripper_binary_at": 0.0}, {"hold_arm_on_gripper": 0}):
+    for bad in ({"gripper_close_at": 1.5}, {"gripper_close_at": 0.0}, {"hold_arm_on_gripper": 1}):
         with pytest.raises(ValueError, match="MPCConfig"):
             MPCConfig(**bad)
 
@@ -212,7 +206,7 @@ def test_controller_executes_the_filtered_action(toy):
     goal = start.copy()
     goal[0] += 0.03
     goal[-1] = 0.6  # a goal closed part-way: the plan closes to ~0.6 and moves 3 cm
-    cfg = MPCConfig(gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
+    cfg = MPCConfig(gripper_close_at=0.3, hold_arm_on_gripper=True)
     for mpc_cfg, closed in ((MPCConfig(), False), (cfg, True)):
         ctrl = MPCController(toy, CEMPlanner(CEMConfig()), cfg=mpc_cfg)
         ctrl.set_goal(IMG, goal_states=goal)
@@ -231,14 +225,15 @@ def test_queued_chunk_rows_are_filtered_against_the_state_they_are_sent_in(toy):
     goal = start.copy()
     goal[0] += 0.06
     goal[-1] = 0.6
-    cfg = MPCConfig(action_chunk=2, gripper_binary_at=0.3, hold_arm_on_gripper=0.25)
+    cfg = MPCConfig(action_chunk=2, gripper_close_at=0.3, hold_arm_on_gripper=True)
     ctrl = MPCController(toy, CEMPlanner(CEMConfig(horizon=2)), cfg=cfg)
     ctrl.set_goal(IMG, goal_states=goal)
     with FakeRobot(start, limits=LIMITS) as robot:
         out = run_mpc(robot, ctrl, max_steps=2)
+        assert robot.state[-1] == 1.0  # closed all the way, not to the planned ~0.6
     assert [i.replanned for i in out.infos] == [True, False]
     grips = out.planned[:, -1]
-    assert set(np.round(grips, 6)) <= {0.0, 1.0}  # all the way or not at all, in both rows
-    assert grips.sum() == 1.0  # closed once, in one of the two rows, while the arm stood still
     closing = int(np.argmax(grips))
-    assert not out.planned[closing, :-1].any() and abs(out.planned[1 - closing, 0]) > 0.005
+    assert grips[closing] == pytest.approx(1.0)  # from open: the close row sends +1
+    assert not out.planned[closing, :-1].any()  # the arm stood still in the grasp step
+    assert abs(out.planned[1 - closing, 0]) > 0.005  # and moved in the other

@@ -143,15 +143,17 @@ def test_subgoal_schedule_over_the_wire(server):
 def test_execution_filters_apply_to_the_returned_chunk():
     from planning.mpc import MPCConfig
 
-    grasp = START + np.array([0.03, 0, 0, 0, 0, 0, 0.2], np.float32)  # move 3 cm, close to 0.7
-    filters = MPCConfig(gripper_binary_at=0.1, hold_arm_on_gripper=0.1)
+    start = START.copy()
+    start[-1] = 0.0  # open
+    grasp = start + np.array([0.03, 0, 0, 0, 0, 0, 0.2], np.float32)  # move 3 cm, close to 0.2
+    filters = MPCConfig(gripper_close_at=0.1, hold_arm_on_gripper=True)
     for mpc, closing in ((MPCConfig(), False), (filters, True)):
         cfg = ServeConfig(port=0, cem=CEMConfig(samples=64, top_k=8, iterations=4), mpc=mpc)
         with ServerThread(cfg) as srv, raw_client(srv.port) as (ws, _):
             ask(ws, {"goal_image": IMG, "goal_state": grasp})
-            action = ask(ws, obs())["actions"][0]
-        if closing:  # all the way closed (0.5 -> 1), the arm still
-            assert action[-1] == pytest.approx(0.5) and not action[:-1].any()
+            action = ask(ws, obs(start))["actions"][0]
+        if closing:  # all the way closed (0 -> 1), the arm still
+            assert action[-1] == pytest.approx(1.0) and not action[:-1].any()
         else:  # as planned: part-way, moving
             assert 0.05 < action[-1] < 0.45 and action[0] > 0.01
 
