@@ -60,6 +60,8 @@ __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_ep
 METHODS = {
     "random": False, "oracle_cem": False, "wm_cem": True, "wm_icem": True, "reference_cem": True,
 }  # fmt: skip
+# the methods that plan through PlannerAgent: they use energy_views and MPCConfig's filters
+PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem")
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class EvalConfig:
         return range(self.first_episode, self.first_episode + n)
 
 
-# MPCConfig's action filters: only PlannerAgent (wm_cem, wm_icem) executes through them.
+# MPCConfig's action filters: only PlannerAgent executes through them.
 _EXECUTION_KEYS = ("gripper_close_at", "hold_arm_on_gripper")
 
 
@@ -154,7 +156,7 @@ def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
         return None
     keys = asdict(mpc)
     for name in _EXECUTION_KEYS:
-        if keys[name] in (None, False) or method not in ("wm_cem", "wm_icem"):
+        if keys[name] in (None, False) or method not in PLANNER_AGENT_METHODS:
             del keys[name]
     return keys
 
@@ -170,7 +172,7 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         "model": cfg.model if METHODS[method] else None,
         "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
     }  # fmt: skip
-    views = cfg.energy_views.get(task) if method in ("wm_cem", "wm_icem") else None
+    views = cfg.energy_views.get(task) if method in PLANNER_AGENT_METHODS else None
     if views is not None:  # only when set, so logs from before the option keep their prints
         keys["energy_views"] = views
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -245,9 +247,9 @@ _WORKER: dict = {}
 def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResult:
     """One episode in a worker process; env, model and agents are built once per process."""
     torch.set_num_threads(1)
-    if "model" not in _WORKER and parent_process() is not None:
-        keep_freed_memory()  # a spawned worker: the parent's setting did not carry over
     if "model" not in _WORKER:
+        if parent_process() is not None:
+            keep_freed_memory()  # a spawned worker: the parent's setting did not carry over
         _WORKER["model"] = load_model(cfg) if any(METHODS[m] for m in cfg.methods) else None
     if (task, method) not in _WORKER:
         views = model_views(_WORKER["model"]) if METHODS[method] else ("exterior",)
