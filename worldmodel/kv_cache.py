@@ -28,6 +28,9 @@ class KVCache:
     keys: list[Tensor | None] = field(default_factory=list)
     values: list[Tensor | None] = field(default_factory=list)
     num_steps: int = 0
+    # False: a read-only view (see ``read_only``): ``append`` returns past + new keys/values
+    # without storing them and ``advance`` does not count, so nothing is kept after a forward
+    store: bool = True
 
     def __post_init__(self) -> None:
         if self.depth < 1 or self.tokens_per_step < 1:
@@ -61,18 +64,32 @@ class KVCache:
                 )
             k = torch.cat([old_k, k], dim=2)
             v = torch.cat([old_v, v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
+        if self.store:
+            self.keys[layer], self.values[layer] = k, v
         return k, v
 
     def advance(self, steps: int) -> None:
         """Record that ``steps`` new time steps were appended to every layer."""
-        self.num_steps += steps
+        if self.store:
+            self.num_steps += steps
+
+    def read_only(self) -> KVCache:
+        """A view for a last step whose keys/values no later step needs (the last step of a
+        rollout): the step attends to the cached past as usual, but its own keys and values
+        are dropped layer by layer instead of being kept until the cache goes (for the
+        published predictor at 800 samples that is 24 layers x 2 x 800 x 258 x 1024 values,
+        ~20 GB in bf16)."""
+        return KVCache(
+            self.depth, self.tokens_per_step, list(self.keys), list(self.values),
+            self.num_steps, store=False,
+        )  # fmt: skip
 
     def copy(self) -> KVCache:
         """Shallow copy: shares tensors, independent lists (safe because append concatenates)."""
         return KVCache(
-            self.depth, self.tokens_per_step, list(self.keys), list(self.values), self.num_steps
-        )
+            self.depth, self.tokens_per_step, list(self.keys), list(self.values), self.num_steps,
+            store=self.store,
+        )  # fmt: skip
 
     def truncated(self, num_steps: int) -> KVCache:
         """A cache holding only the first ``num_steps`` steps (views, no copy)."""

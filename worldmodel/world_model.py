@@ -166,8 +166,9 @@ class WorldModel:
         z = z_context.to(dev, torch.float32).repeat_interleave(S, dim=0)[:, None]  # (B*S,1,N,D)
         preds = []
         for h in range(H):
+            step_cache = cache if h < H - 1 else cache.read_only()  # the last step's k/v: unused
             z = layer_norm(
-                self.predictor(z, actions[:, h : h + 1], states[:, h : h + 1], cache=cache)
+                self.predictor(z, actions[:, h : h + 1], states[:, h : h + 1], cache=step_cache)
             )  # (B*S, 1, N, D)
             preds.append(z)
         return torch.cat(preds, dim=1).view(B, S, H, N, D)

@@ -119,6 +119,25 @@ def test_truncated_cache_branches_independently(model):
     assert cache.num_steps == 3 and cache.keys[0].shape[2] == 3 * model.tokens_per_step
 
 
+def test_read_only_cache_attends_to_the_past_and_keeps_nothing(model):
+    z, a, s = _inputs(2, 3)
+    cache = model.new_cache()
+    model(z[:, :2], a[:, :2], s[:, :2], cache=cache)
+    keys, values = list(cache.keys), list(cache.values)
+    view = cache.read_only()
+    out = model(z[:, 2:], a[:, 2:], s[:, 2:], cache=view)
+    torch.testing.assert_close(out, model(z, a, s)[:, 2:], atol=1e-5, rtol=0)
+    for c in (cache, view):  # neither the cache nor the view kept the new step
+        assert c.num_steps == 2
+        assert all(k is k0 for k, k0 in zip(c.keys, keys, strict=True))
+        assert all(v is v0 for v, v0 in zip(c.values, values, strict=True))
+    assert not view.copy().store and cache.store
+    empty = model.new_cache().read_only()  # no past: the step attends to itself only
+    out0 = model(z[:, :1], a[:, :1], s[:, :1], cache=empty)
+    torch.testing.assert_close(out0, model(z[:, :1], a[:, :1], s[:, :1]), atol=1e-5, rtol=0)
+    assert empty.keys == [None] * model.cfg.depth and empty.num_steps == 0
+
+
 def test_pool_averages_blocks(model):
     z = torch.arange(16.0).view(1, 16, 1).expand(1, 16, CFG.encoder_dim)  # 4x4 grid, value=index
     pooled = model.pool(z)
