@@ -3,8 +3,8 @@
 Episode k of every (task, method) resets the env with ``seed + k`` and ``options={"task_id":
 k}``: the same instance for every method. An episode ends at success or after the task's step
 budget. Each finished episode is appended to ``<out_dir>/episodes.jsonl`` with a fingerprint of
-everything that shapes it (method, planner config, budgets, model, image size), so a crash
-loses nothing and a rerun skips episodes already done under the same settings. Methods:
+everything that shapes it (method, planner config, budgets, the model's files, image size), so
+a crash loses nothing and a rerun skips episodes already done under the same settings. Methods:
 
 - ``random``: uniform actions in the box (rotation held);
 - ``oracle_cem``: CEM on the simulator itself with the privileged task distance (upper bound);
@@ -15,6 +15,7 @@ loses nothing and a rerun skips episodes already done under the same settings. M
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -161,6 +162,41 @@ def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
     return keys
 
 
+# a model folder's own evaluation log lives here; it is not part of what the model is
+MODEL_EVAL_DIR = "eval"
+
+
+def model_digest(model: str | None) -> str | None:
+    """What identifies a model folder in fingerprints: a SHA-1 over every file in it (relative
+    path and bytes; the folder's ``eval/`` log excluded), so episodes of a model retrained in
+    place are never reused for the new weights, and a copy of the same model elsewhere reuses
+    them. A name that is not a folder (tests' stand-ins) identifies itself."""
+    if model is None:
+        return None
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    files = sorted(
+        f for f in folder.rglob("*")
+        if f.is_file() and f.relative_to(folder).parts[0] != MODEL_EVAL_DIR
+    )  # fmt: skip
+    stamp = tuple(
+        (f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files
+    )
+    return _digest_files(str(folder.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest_files(folder: str, stamp: tuple) -> str:  # stamp: (name, size, mtime) per file
+    h = hashlib.sha1()
+    for name, _, _ in stamp:
+        h.update(name.encode() + b"\0")
+        with open(Path(folder) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return "sha1:" + h.hexdigest()
+
+
 def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     """Hash of every setting that shapes an episode of (task, method)."""
     planner = {"oracle_cem": cfg.oracle_cem or cfg.cem, "wm_cem": cfg.cem, "wm_icem": cfg.icem,
@@ -169,7 +205,7 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         "method": method, "steps": cfg.steps_for(task), "image_size": cfg.image_size,
         "seed": cfg.seed, "planner": None if planner is None else asdict(planner),
         "mpc": _mpc_keys(cfg.mpc, method),
-        "model": cfg.model if METHODS[method] else None,
+        "model": model_digest(cfg.model) if METHODS[method] else None,
         "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
     }  # fmt: skip
     views = cfg.energy_views.get(task) if method in PLANNER_AGENT_METHODS else None

@@ -99,13 +99,42 @@ def test_gripper_execution_enters_the_fingerprint_of_world_model_methods_only_wh
     assert agent.mpc.cfg.gripper_close_at == GRIPPER_EXECUTION["gripper_close_at"]
 
 
-def test_fingerprints_of_logs_written_before_energy_views_are_unchanged():
-    # computed by the code of commit 72f923f, before the option existed: episodes.jsonl files
-    # written then must still be found by a rerun
+def test_fingerprints_of_logs_written_before_energy_views_are_unchanged(monkeypatch):
+    # computed by the code of commit 72f923f, before the option existed, when a model was
+    # identified by its folder's name: with that identity, nothing else in them changed
+    monkeypatch.setattr(ev, "model_digest", lambda model: model)
     cfg = EvalConfig(tasks=("reach", "pick_place"), methods=("wm_cem", "wm_icem"),
                      model="models/shipped", out_dir="unused")  # fmt: skip
     assert ev.fingerprint(cfg, "reach", "wm_cem") == "b2b21c1e72e4"
     assert ev.fingerprint(cfg, "pick_place", "wm_icem") == "e83837f3816c"
+
+
+def _model_folder(root: Path, weights: bytes) -> Path:
+    (root / "encoder").mkdir(parents=True)
+    (root / "world_model.json").write_text('{"format_version": 1}')
+    (root / "predictor.safetensors").write_bytes(weights)
+    (root / "encoder" / "model.safetensors").write_bytes(b"enc")
+    return root
+
+
+def test_a_model_is_identified_by_its_files_not_its_folder_name(tmp_path):
+    a = _model_folder(tmp_path / "a", b"weights")
+    b = _model_folder(tmp_path / "b", b"weights")
+    assert ev.model_digest(str(a)) == ev.model_digest(str(b)) != ev.model_digest(None)
+    cfg = _cfg(tmp_path, model=str(a))
+    moved = replace(cfg, model=str(b))
+    assert ev.fingerprint(cfg, "reach", "wm_cem") == ev.fingerprint(moved, "reach", "wm_cem")
+    before = {m: ev.fingerprint(cfg, "reach", m) for m in ev.METHODS}
+    (a / "eval").mkdir()  # the folder's own evaluation log is not part of the model
+    (a / "eval" / "episodes.jsonl").write_text("{}\n")
+    assert {m: ev.fingerprint(cfg, "reach", m) for m in ev.METHODS} == before
+    (a / "predictor.safetensors").write_bytes(b"weightz")  # retrained in place, same size
+    after = {m: ev.fingerprint(cfg, "reach", m) for m in ev.METHODS}
+    for method, uses_model in ev.METHODS.items():
+        assert (after[method] != before[method]) == uses_model, method
+    (a / "encoder" / "model.safetensors").write_bytes(b"ENC")  # a file in a subfolder counts
+    assert ev.fingerprint(cfg, "reach", "wm_cem") != after["wm_cem"]
+    assert ev.model_digest("toy") == "toy"  # not a folder: a stand-in named by tests
 
 
 def test_model_methods_skipped_without_model_and_run_with_one(tmp_path, monkeypatch, capsys):
