@@ -129,10 +129,13 @@ def test_a_model_is_identified_by_its_files_not_its_folder_name(tmp_path):
     (a / "eval" / "episodes.jsonl").write_text("{}\n")
     assert {m: ev.fingerprint(cfg, "reach", m) for m in ev.METHODS} == before
     (a / "predictor.safetensors").write_bytes(b"weightz")  # retrained in place, same size
+    ev._digest_files.cache_clear()  # a later wm-eval run is a new process (within one, the
+    # digest is cached by size and mtime, and this write may fall in the same mtime tick)
     after = {m: ev.fingerprint(cfg, "reach", m) for m in ev.METHODS}
     for method, uses_model in ev.METHODS.items():
         assert (after[method] != before[method]) == uses_model, method
     (a / "encoder" / "model.safetensors").write_bytes(b"ENC")  # a file in a subfolder counts
+    ev._digest_files.cache_clear()
     assert ev.fingerprint(cfg, "reach", "wm_cem") != after["wm_cem"]
     assert ev.model_digest("toy") == "toy"  # not a folder: a stand-in named by tests
 
