@@ -180,9 +180,8 @@ def model_digest(model: str | None) -> str | None:
         f for f in folder.rglob("*")
         if f.is_file() and f.relative_to(folder).parts[0] != MODEL_EVAL_DIR
     )  # fmt: skip
-    stamp = tuple(
-        (f.relative_to(folder).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files
-    )
+    stats = [(f.relative_to(folder).as_posix(), f.stat()) for f in files]
+    stamp = tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
     return _digest_files(str(folder.resolve()), stamp)
 
 
@@ -332,6 +331,19 @@ def _run_jobs(cfg: EvalConfig, jobs: list, log: EpisodeLog) -> None:
     bar.close()
 
 
+def logged_results(cfg: EvalConfig, log: EpisodeLog, has_model: bool) -> list[EpisodeResult]:
+    """The episodes of ``cfg`` found in ``log`` under their fingerprints, in table order (task,
+    then method); model methods only ``has_model``."""
+    return [
+        r
+        for task in cfg.tasks
+        for method in cfg.methods
+        if has_model or not METHODS[method]
+        for k in cfg.episode_ids(method)
+        if (r := log.get(task, method, k, fingerprint(cfg, task, method))) is not None
+    ]
+
+
 def evaluate(cfg: EvalConfig) -> list[EpisodeResult]:
     """Run what is not done yet, write results.md/json into ``cfg.out_dir``, print the table."""
     out = Path(cfg.out_dir)
@@ -343,14 +355,7 @@ def evaluate(cfg: EvalConfig) -> list[EpisodeResult]:
     jobs = _todo(cfg, log, has_model)
     _run_jobs(cfg, jobs, log)
     _WORKER.clear()
-    results = [  # table order: task, then method
-        r
-        for task in cfg.tasks
-        for method in cfg.methods
-        if has_model or not METHODS[method]
-        for k in cfg.episode_ids(method)
-        if (r := log.get(task, method, k, fingerprint(cfg, task, method))) is not None
-    ]
+    results = logged_results(cfg, log, has_model)
     rows = summarize(results)
     header = f"# wm-eval\n\nmodel: {cfg.model or 'none'}; image size {cfg.image_size}"
     write_tables(rows, results, out, header=header)
