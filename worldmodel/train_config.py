@@ -28,6 +28,13 @@ class TrainConfig:
     clip_len: int = 8  # frames per clip (4 Hz), as published
     rollout_steps: int = 2  # autoregressive steps of the rollout loss, as published
     gripper_event_weight: float = 1.0  # loss weight of transitions that open/close the gripper
+    # loss weight of a target token: 1 + motion_weight * (its true change from the frame before /
+    # the batch's mean change); > 0 spends the predictor on what moves (the wrist view's scene
+    # slides when the arm moves, and an unweighted L1 learned to predict a tenth of that slide)
+    motion_weight: float = 0.0
+    # a world model folder whose predictor starts the training (fine-tuning; same preset, views
+    # and pooling required); ignored when out_dir holds a checkpoint to resume
+    init_from: str = ""
     batch_size: int = 16  # global, over all ranks
     max_steps: int = 2000
     lr: float = 4.25e-4
@@ -71,6 +78,8 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.gripper_event_weight must be > 0, got {self.gripper_event_weight}"
             )
+        if self.motion_weight < 0:
+            raise ValueError(f"TrainConfig.motion_weight must be >= 0, got {self.motion_weight}")
         if self.pool_kernel < 0:
             raise ValueError(f"TrainConfig.pool_kernel must be >= 0, got {self.pool_kernel}")
 

@@ -17,11 +17,12 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from worldmodel.distributed import setup_distributed
+from worldmodel.errors import CheckpointError
 from worldmodel.predictor import ACPredictor
 from worldmodel.train_config import TrainConfig, build_predictor, lr_factor
 from worldmodel.train_data import ClipSampler, build_source, split_episodes, window_refs
 from worldmodel.train_io import RunLog, load_checkpoint, save_checkpoint
-from worldmodel.world_model import layer_norm
+from worldmodel.world_model import layer_norm, load_predictor_folder
 
 
 def event_weights(actions: Tensor, weight: float, threshold: float = 0.5) -> Tensor:
@@ -33,14 +34,32 @@ def event_weights(actions: Tensor, weight: float, threshold: float = 0.5) -> Ten
     )
 
 
+def motion_weights(z: Tensor, weight: float) -> Tensor:
+    """(B, T-1, N) loss weight of each target token z[:, t+1]: ``1 + weight * c / mean(c)``
+    with c its mean |change| from z[:, t] (the batch's mean c; 1 everywhere when nothing moves)."""
+    change = (z[:, 1:] - z[:, :-1]).abs().mean(dim=-1)
+    return 1.0 + weight * change / change.mean().clamp_min(1e-12)
+
+
 def _weighted_l1(pred: Tensor, target: Tensor, w: Tensor | None) -> Tensor:
-    """Mean L1 over (N, D); then the w-weighted mean over the leading dims (plain mean if None)."""
-    per = (pred - target).abs().mean(dim=(-2, -1))
-    return per.mean() if w is None else (per * w).sum() / w.sum()
+    """Mean L1 over the feature dim, then the w-weighted mean over tokens and leading dims
+    (plain mean if None); ``w`` is per token (..., N) or per sample (...), broadcast over N."""
+    per = (pred - target).abs().mean(dim=-1)  # (..., N)
+    if w is None:
+        return per.mean()
+    w = w if w.dim() == per.dim() else w[..., None]
+    w = w.expand_as(per)
+    return (per * w).sum() / w.sum()
 
 
 def clip_losses(
-    model, z: Tensor, actions: Tensor, states: Tensor, rollout_steps: int, event_weight: float = 1.0
+    model,
+    z: Tensor,
+    actions: Tensor,
+    states: Tensor,
+    rollout_steps: int,
+    event_weight: float = 1.0,
+    motion_weight: float = 0.0,
 ):
     """Teacher-forcing and per-step rollout L1 losses of one batch.
 
@@ -50,15 +69,22 @@ def clip_losses(
         event_weight: weight of transitions whose gripper action opens/closes (1: unweighted).
             The gripper changes few pixels; up-weighting is meant to make the predictor learn
             it (at 10 the tiny preset still did not: see the README's grasp analysis).
+        motion_weight: > 0 weights each target token by how much it truly changed
+            (:func:`motion_weights`); 0: unweighted.
 
     Returns:
         (tf_loss, [rollout loss at step 1..k]) scalars.
     """
     predictor = model.module if isinstance(model, DistributedDataParallel) else model
     w = None if event_weight == 1.0 else event_weights(actions, event_weight)  # (B, T)
+    if motion_weight > 0:
+        m = motion_weights(z, motion_weight)  # (B, T-1, N)
+        w = m if w is None else m * w[:, :-1, None]
+    else:
+        w = None if w is None else w[:, :-1]  # (B, T-1): transition t -> t+1
     cache = predictor.new_cache()
     tf = layer_norm(model(z[:, :-1], actions[:, :-1], states[:, :-1], cache=cache))  # (B,T-1,N,D)
-    tf_loss = _weighted_l1(tf, z[:, 1:], None if w is None else w[:, :-1])
+    tf_loss = _weighted_l1(tf, z[:, 1:], w)
     # step 1 is the teacher-forced step 0 output
     roll = [_weighted_l1(tf[:, 0], z[:, 1], None if w is None else w[:, 0])]
     cache = cache.truncated(1)
@@ -118,7 +144,9 @@ def _mean_over_ranks(x: Tensor, world: int) -> float:
 def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tuple[Tensor, float]:
     """One optimizer step on (z, actions, states); returns (loss, grad norm)."""
     with torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
-        tf_loss, roll = clip_losses(model, *batch, cfg.rollout_steps, cfg.gripper_event_weight)
+        tf_loss, roll = clip_losses(
+            model, *batch, cfg.rollout_steps, cfg.gripper_event_weight, cfg.motion_weight
+        )
         loss = tf_loss + torch.stack(roll).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -126,6 +154,22 @@ def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tupl
     opt.step()
     sched.step()
     return loss, float(gnorm)
+
+
+def init_predictor(predictor: ACPredictor, folder: Path) -> None:
+    """Copy the predictor weights of the world model in ``folder`` into ``predictor``.
+
+    Raises:
+        CheckpointError: the folder is not a world model, or its predictor was built with
+            another config (preset, feature size, grid, pooling: e.g. other views).
+    """
+    source, _meta = load_predictor_folder(folder)
+    if source.cfg != predictor.cfg:
+        raise CheckpointError(
+            f"init_from {folder}: its predictor config {source.cfg} differs from this run's "
+            f"{predictor.cfg} (same preset, views, encoder and pool_kernel needed)"
+        )
+    predictor.load_state_dict(source.state_dict())
 
 
 def train(cfg: TrainConfig, source=None) -> dict:
@@ -148,6 +192,8 @@ def train(cfg: TrainConfig, source=None) -> dict:
     opt, sched = _optimizer(predictor, cfg)
     out = Path(cfg.out_dir)
     step = load_checkpoint(out, predictor, opt, sched, sampler) if cfg.resume else 0
+    if step == 0 and cfg.init_from:
+        init_predictor(predictor, Path(cfg.init_from))
     log = RunLog(out, rank == 0, resume_step=step)
     report: dict = {}
     bar = log.progress(cfg.max_steps, step, cfg.progress)

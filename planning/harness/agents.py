@@ -281,10 +281,13 @@ class OracleAgent:
 
 def run_episode(
     env: gym.Env, agent: Agent, method: str, episode: int, seed: int, max_steps: int,
-    video_path: Path | None = None,
+    video_path: Path | None = None, dev_instance: bool = False,
 ) -> EpisodeResult:  # fmt: skip
-    """Run one episode (until success or ``max_steps``) and return its record."""
-    obs, info = env.reset(seed=seed, options={"task_id": episode})
+    """Run one episode (until success or ``max_steps``) and return its record. The env resets
+    with ``seed`` and evaluation instance ``episode`` (``dev_instance``: no task id, the
+    instance the seed draws)."""
+    options = None if dev_instance else {"task_id": episode}
+    obs, info = env.reset(seed=seed, options=options)
     agent.reset(env, obs, info)
     frames, goals, energies, times = [], [], [], []
     steps, success = 0, bool(info["is_success"])

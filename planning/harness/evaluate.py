@@ -81,6 +81,9 @@ class EvalConfig:
     episodes: int = 10
     episodes_per_method: Mapping[str, int] = field(default_factory=lambda: {"reference_cem": 3})
     first_episode: int = 0
+    # True: episode k resets with seed + k and no task id, so its instance is drawn from the seed
+    # (development episodes for tuning, never the evaluation instances; oracle_cem needs ids)
+    dev_instances: bool = False
     max_steps: Mapping[str, int] = field(default_factory=dict)
     model: str | None = None
     out_dir: str = "outputs/eval"
@@ -113,6 +116,10 @@ class EvalConfig:
         counts = [self.episodes, *self.episodes_per_method.values(), *self.max_steps.values()]
         if min(counts) < 1 or self.workers < 1 or self.first_episode < 0:
             raise ValueError("EvalConfig: episodes, step budgets and workers must be >= 1")
+        if self.dev_instances and "oracle_cem" in self.methods:
+            raise ValueError(
+                "EvalConfig: oracle_cem needs evaluation instances (dev_instances=false)"
+            )
         if self.video_every < 0 or not 16 <= self.image_size <= 2048:
             raise ValueError(f"EvalConfig: bad video_every/image_size {self.video_every}")
         if self.subgoal_budgets is not None:
@@ -210,6 +217,8 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     views = cfg.energy_views.get(task) if method in PLANNER_AGENT_METHODS else None
     if views is not None:  # only when set, so logs from before the option keep their prints
         keys["energy_views"] = views
+    if cfg.dev_instances:  # likewise
+        keys["dev_instances"] = True
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -293,8 +302,9 @@ def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResu
             make_agent(method, cfg, _WORKER["model"]),
         )
     env, agent = _WORKER[(task, method)]
+    video = _video_path(cfg, task, method, k)
     return run_episode(
-        env, agent, method, k, cfg.seed + k, cfg.steps_for(task), _video_path(cfg, task, method, k)
+        env, agent, method, k, cfg.seed + k, cfg.steps_for(task), video, cfg.dev_instances
     )
 
 

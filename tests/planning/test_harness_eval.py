@@ -99,6 +99,30 @@ def test_gripper_execution_enters_the_fingerprint_of_world_model_methods_only_wh
     assert agent.mpc.cfg.gripper_close_at == GRIPPER_EXECUTION["gripper_close_at"]
 
 
+def test_dev_instances_are_drawn_from_the_seed_and_kept_apart_from_evaluation_ones(tmp_path):
+    cfg = _cfg(tmp_path, methods=("random",), episodes=2, seed=100_000)
+    dev = replace(cfg, dev_instances=True)
+    assert ev.fingerprint(dev, "reach", "random") != ev.fingerprint(cfg, "reach", "random")
+    results = evaluate(dev)
+    logged = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert [r["result"]["episode"] for r in logged] == [0, 1]
+    env = ev.make_env(dev, "reach", ("exterior",))
+    starts = []
+    for k in (0, 1):  # each episode's instance is the one its seed draws, without a task id
+        _obs, info = env.reset(seed=100_000 + k)
+        assert info["task_id"] is None
+        starts.append(info["goal_rgb"])
+    _obs, info = env.reset(seed=100_000, options={"task_id": 0})
+    assert not np.array_equal(info["goal_rgb"], starts[0])  # evaluation instance 0 differs
+    env.close()
+    evaluated = evaluate(replace(cfg, out_dir=str(tmp_path / "eval")))
+    # episode 0 sends the same random actions in both runs (the agent's rng is seeded by the
+    # task id, None read as 0): only the instance differs
+    assert results[0].final_distance != pytest.approx(evaluated[0].final_distance)
+    with pytest.raises(ValueError, match="oracle_cem"):
+        replace(cfg, methods=("oracle_cem",), dev_instances=True)
+
+
 def test_fingerprints_of_logs_written_before_energy_views_are_unchanged(monkeypatch):
     # computed by the code of commit 72f923f, before the option existed, when a model was
     # identified by its folder's name: with that identity, nothing else in them changed

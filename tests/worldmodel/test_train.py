@@ -54,6 +54,8 @@ def test_config_validation():
         TrainConfig(predictor="huge")
     with pytest.raises(ValueError, match="gripper_event_weight"):
         TrainConfig(gripper_event_weight=0.0)
+    with pytest.raises(ValueError, match="motion_weight"):
+        TrainConfig(motion_weight=-1.0)
 
 
 def test_lr_schedule_warmup_hold_decay():
@@ -123,6 +125,83 @@ def test_event_weight_weights_gripper_transitions(data):
     # rollout step 1 is transition 0: weights 1 and 5 for the two clips
     assert float(roll_w[0]) == pytest.approx(float((per[0, 0] + 5 * per[1, 0]) / 6), rel=1e-5)
     assert float(roll_plain[0]) == pytest.approx(float(per[:, 0].mean()), rel=1e-5)
+
+
+def test_motion_weight_weights_tokens_by_their_true_change(data):
+    from worldmodel.train import build_predictor
+    from worldmodel.train_loop import motion_weights
+
+    src = _source(data)
+    pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)
+    z, a, s = src.batch(np.array([[0, 0], [1, 2]]), 4, pred, "cpu")
+    # one token moves, the rest stand still: only the mover is up-weighted
+    still = z[:, :1].expand_as(z).clone()
+    still[:, 2, 5] += 1.0
+    w = motion_weights(still, 3.0)
+    assert w.shape == (2, 3, 16)
+    change = torch.zeros(2, 3, 16)
+    change[:, 1, 5] = change[:, 2, 5] = 1.0  # z1 -> z2 moves it, z2 -> z3 moves it back
+    torch.testing.assert_close(w, 1.0 + 3.0 * change / change.mean())
+    assert motion_weights(z[:, :1].expand_as(z), 3.0).eq(1.0).all()  # nothing moves: 1
+    with torch.no_grad():
+        tf_plain, _ = clip_losses(pred, z, a, s, rollout_steps=2)
+        tf_zero, _ = clip_losses(pred, z, a, s, rollout_steps=2, motion_weight=0.0)
+        tf_m, roll_m = clip_losses(pred, z, a, s, rollout_steps=2, motion_weight=2.0)
+        tf = torch.nn.functional.layer_norm(pred(z[:, :-1], a[:, :-1], s[:, :-1]), (96,))
+        per = (tf - z[:, 1:]).abs().mean(dim=-1)  # (B, T-1, N) per-token L1
+    assert float(tf_zero) == pytest.approx(float(tf_plain))
+    m = motion_weights(z, 2.0)
+    assert float(tf_m) == pytest.approx(float((per * m).sum() / m.sum()), rel=1e-5)
+    assert float(roll_m[0]) == pytest.approx(
+        float((per[:, 0] * m[:, 0]).sum() / m[:, 0].sum()), rel=1e-5
+    )
+    assert float(tf_m) != pytest.approx(float(tf_plain), rel=1e-3)  # the weights matter
+    a2 = a.clone()
+    a2[:, :, 6] = 0.0
+    a2[0, 1, 6] = 1.0  # one gripper event, at transition 1 of clip 0: both weights multiply
+    ew = torch.ones(2, 3)
+    ew[0, 1] = 5.0
+    with torch.no_grad():
+        tf_me, _ = clip_losses(pred, z, a2, s, rollout_steps=2, event_weight=5.0, motion_weight=2.0)
+        tf2 = torch.nn.functional.layer_norm(pred(z[:, :-1], a2[:, :-1], s[:, :-1]), (96,))
+        per2 = (tf2 - z[:, 1:]).abs().mean(dim=-1)
+    both = m * ew[..., None]
+    assert float(tf_me) == pytest.approx(float((per2 * both).sum() / both.sum()), rel=1e-5)
+
+
+def test_init_from_starts_from_a_saved_predictor(data, tmp_path, small_train_cfg):
+    from worldmodel.errors import CheckpointError
+
+    root = data[0]
+    first = small_train_cfg(tmp_path / "first", encoder_dir=str(root / "encoder"), max_steps=20)
+    train(first, source=_source(data))
+    saved = WorldModel.load(tmp_path / "first" / "world_model").predictor.state_dict()
+    # one step at lr ~0 from the saved weights leaves them (almost) as they were
+    tuned = dataclasses.replace(
+        first,
+        out_dir=str(tmp_path / "tuned"),
+        init_from=str(tmp_path / "first" / "world_model"),
+        max_steps=1,
+        lr=1e-9,
+        start_lr=1e-9,
+        warmup_steps=0,
+        decay_steps=0,
+        motion_weight=1.0,
+    )
+    train(tuned, source=_source(data))
+    got = torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=False)["model"]
+    for k, v in saved.items():
+        torch.testing.assert_close(got[k], v, atol=1e-6, rtol=1e-5)
+    fresh = dataclasses.replace(tuned, out_dir=str(tmp_path / "fresh"), init_from="")
+    train(fresh, source=_source(data))
+    other = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
+    assert any(not torch.allclose(other[k], v) for k, v in saved.items())
+    wrong = dataclasses.replace(tuned, out_dir=str(tmp_path / "wrong"), pool_kernel=1)
+    with pytest.raises(CheckpointError, match="init_from"):
+        train(wrong, source=_source(data))
+    with pytest.raises(CheckpointError):
+        bad = dataclasses.replace(tuned, out_dir=str(tmp_path / "x"), init_from=str(tmp_path))
+        train(bad, source=_source(data))
 
 
 def test_train_learns_logs_and_saves(data, tmp_path, small_train_cfg):

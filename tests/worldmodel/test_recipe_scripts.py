@@ -1,0 +1,49 @@
+"""demos/recipe_cpu.sh and demos/motion_weight_study.sh end to end at toy sizes (slow)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bash(script: str, env: dict[str, str]) -> str:
+    full = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), **env}
+    done = subprocess.run(
+        ["bash", str(ROOT / "demos" / script)], env=full, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
+    run, study = tmp_path / "run", tmp_path / "study"
+    out = _bash(
+        "recipe_cpu.sh",
+        {"RUN": str(run), "EPISODES": "6", "PRETRAIN_STEPS": "3", "TRAIN_STEPS": "6",
+         "DECAY_STEPS": "2", "EXPORT": ""},
+    )  # fmt: skip
+    assert "== recipe: finished" in out
+    meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
+    assert meta["views"] == ["exterior", "wrist"]
+    out = _bash(
+        "motion_weight_study.sh",
+        {"RUN": str(run), "OUT": str(study), "WEIGHTS": "0 5", "STEPS": "4",
+         "DEV_WEIGHTS": "5", "DEV_EPISODES": "1"},
+    )  # fmt: skip
+    assert out.count("wrist: gain mean") == 3  # the recipe model and both fine-tunes
+    for w in ("0", "5"):
+        rows = list(csv.DictReader((study / f"mw{w}" / "eval_log.csv").open()))
+        assert rows[-1]["step"] == "4"
+    tasks = [json.loads(line)["result"]["task"]
+             for line in (study / "dev_mw5" / "episodes.jsonl").read_text().splitlines()]  # fmt: skip
+    assert tasks == ["reach", "grasp", "pick_place"]
+    assert not (study / "dev_mw0").exists()
