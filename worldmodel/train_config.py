@@ -30,10 +30,11 @@ class TrainConfig:
     gripper_event_weight: float = 1.0  # loss weight of transitions that open/close the gripper
     # loss weight of a target token: 1 + motion_weight * (its true change from the frame before /
     # the batch's mean change); > 0 spends the predictor on what moves (the wrist view's scene
-    # slides when the arm moves, and an unweighted L1 learned to predict a tenth of that slide)
+    # slides when the arm moves; the plain L1 predicts a tenth of that slide, weight 30 a fifth,
+    # without raising planning success: README, demos/motion_weight_study.sh)
     motion_weight: float = 0.0
-    # a world model folder whose predictor starts the training (fine-tuning; same preset, views
-    # and pooling required); ignored when out_dir holds a checkpoint to resume
+    # a world model folder whose predictor starts the training (fine-tuning; same preset, views,
+    # pooling and encoder required); ignored when out_dir holds a checkpoint to resume
     init_from: str = ""
     batch_size: int = 16  # global, over all ranks
     max_steps: int = 2000

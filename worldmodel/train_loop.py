@@ -156,19 +156,33 @@ def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tupl
     return loss, float(gnorm)
 
 
-def init_predictor(predictor: ACPredictor, folder: Path) -> None:
+def init_predictor(predictor: ACPredictor, folder: Path, encoder=None) -> None:
     """Copy the predictor weights of the world model in ``folder`` into ``predictor``.
+
+    ``encoder`` (the run's frozen encoder, views wrapper or not): its weights must be those of
+    the world model's ``encoder/``, or the predictor would start on another latent space.
 
     Raises:
         CheckpointError: the folder is not a world model, or its predictor was built with
-            another config (preset, feature size, grid, pooling: e.g. other views).
+            another config (preset, feature size, grid, pooling: e.g. other views), or on
+            another encoder.
     """
+    from worldmodel.frozen import FrozenEncoder
+
     source, _meta = load_predictor_folder(folder)
     if source.cfg != predictor.cfg:
         raise CheckpointError(
             f"init_from {folder}: its predictor config {source.cfg} differs from this run's "
             f"{predictor.cfg} (same preset, views, encoder and pool_kernel needed)"
         )
+    base = getattr(encoder, "base", encoder)  # a MultiViewEncoder's frozen encoder
+    if base is not None and hasattr(base, "identity"):
+        theirs = FrozenEncoder.load(folder / "encoder").identity()
+        if theirs != base.identity():
+            raise CheckpointError(
+                f"init_from {folder}: its encoder/ is not this run's encoder (encoder_dir): "
+                "its predictor was trained on another latent space"
+            )
     predictor.load_state_dict(source.state_dict())
 
 
@@ -193,7 +207,7 @@ def train(cfg: TrainConfig, source=None) -> dict:
     out = Path(cfg.out_dir)
     step = load_checkpoint(out, predictor, opt, sched, sampler) if cfg.resume else 0
     if step == 0 and cfg.init_from:
-        init_predictor(predictor, Path(cfg.init_from))
+        init_predictor(predictor, Path(cfg.init_from), getattr(source, "encoder", None))
     log = RunLog(out, rank == 0, resume_step=step)
     report: dict = {}
     bar = log.progress(cfg.max_steps, step, cfg.progress)

@@ -202,6 +202,12 @@ def test_init_from_starts_from_a_saved_predictor(data, tmp_path, small_train_cfg
     with pytest.raises(CheckpointError):
         bad = dataclasses.replace(tuned, out_dir=str(tmp_path / "x"), init_from=str(tmp_path))
         train(bad, source=_source(data))
+    torch.manual_seed(1)
+    other_encoder = FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"]))
+    _, dataset, _, feats = data
+    elsewhere = EpisodeSource(dataset, other_encoder, features=feats.__getitem__)
+    with pytest.raises(CheckpointError, match="encoder"):
+        train(dataclasses.replace(tuned, out_dir=str(tmp_path / "y")), source=elsewhere)
 
 
 def test_train_learns_logs_and_saves(data, tmp_path, small_train_cfg):
