@@ -15,11 +15,12 @@ WEIGHTS=${WEIGHTS:-0 3 10 30}
 STEPS=${STEPS:-2000}
 DEV_EPISODES=${DEV_EPISODES:-20}
 DEV_WEIGHTS=${DEV_WEIGHTS:-0 30}   # the weights whose models are also evaluated (slow part)
+VIEWS=${VIEWS:-exterior+wrist}     # as the recipe run was made (recipe_cpu.sh VIEWS)
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 for w in $WEIGHTS; do
     wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" cache_root="$RUN/features" \
-        camera=exterior+wrist out_dir="$OUT/mw$w" predictor=tiny max_steps="$STEPS" \
+        camera="$VIEWS" out_dir="$OUT/mw$w" predictor=tiny max_steps="$STEPS" \
         decay_steps=$((STEPS * 2 / 5)) warmup_steps=50 lr=2e-4 \
         init_from="$RUN/predictor/world_model" motion_weight="$w" progress=false
 done
@@ -30,8 +31,12 @@ for w in $WEIGHTS; do
     echo "-- motion_weight=$w, val: $(tail -n 1 "$OUT/mw$w/eval_log.csv")"
     python demos/motion_gain.py --model "$OUT/mw$w/world_model" --instances 24 --moves 3 | tail -3
 done
-for w in $DEV_WEIGHTS; do
-    wm-eval model="$OUT/mw$w/world_model" out_dir="$OUT/dev_mw$w" workers=2 \
+dev_eval() {  # model folder, out dir
+    wm-eval model="$1" out_dir="$2" workers=2 \
         episodes="$DEV_EPISODES" episodes_per_method.wm_icem="$DEV_EPISODES" dev_instances=true \
         seed=100000 "tasks=[reach,grasp,pick_place]" "methods=[wm_icem]"
+}
+dev_eval "$RUN/predictor/world_model" "$OUT/dev_recipe"
+for w in $DEV_WEIGHTS; do
+    dev_eval "$OUT/mw$w/world_model" "$OUT/dev_mw$w"
 done

@@ -156,11 +156,14 @@ def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tupl
     return loss, float(gnorm)
 
 
-def init_predictor(predictor: ACPredictor, folder: Path, encoder=None) -> None:
+def init_predictor(
+    predictor: ACPredictor, folder: Path, encoder=None, views: tuple[str, ...] | None = None
+) -> None:
     """Copy the predictor weights of the world model in ``folder`` into ``predictor``.
 
     ``encoder`` (the run's frozen encoder, views wrapper or not): its weights must be those of
-    the world model's ``encoder/``, or the predictor would start on another latent space.
+    the world model's ``encoder/``, or the predictor would start on another latent space;
+    ``views``: the run's cameras, in the order the world model recorded.
 
     Raises:
         CheckpointError: the folder is not a world model, or its predictor was built with
@@ -169,7 +172,13 @@ def init_predictor(predictor: ACPredictor, folder: Path, encoder=None) -> None:
     """
     from worldmodel.frozen import FrozenEncoder
 
-    source, _meta = load_predictor_folder(folder)
+    source, meta = load_predictor_folder(folder)
+    theirs_views = tuple(meta.get("views") or ("exterior",))
+    if views is not None and theirs_views != tuple(views):
+        raise CheckpointError(
+            f"init_from {folder}: its views {list(theirs_views)} are not this run's "
+            f"{list(views)} (camera=...)"
+        )
     if source.cfg != predictor.cfg:
         raise CheckpointError(
             f"init_from {folder}: its predictor config {source.cfg} differs from this run's "
@@ -207,7 +216,12 @@ def train(cfg: TrainConfig, source=None) -> dict:
     out = Path(cfg.out_dir)
     step = load_checkpoint(out, predictor, opt, sched, sampler) if cfg.resume else 0
     if step == 0 and cfg.init_from:
-        init_predictor(predictor, Path(cfg.init_from), getattr(source, "encoder", None))
+        init_predictor(
+            predictor,
+            Path(cfg.init_from),
+            getattr(source, "encoder", None),
+            getattr(source, "views", None),
+        )
     log = RunLog(out, rank == 0, resume_step=step)
     report: dict = {}
     bar = log.progress(cfg.max_steps, step, cfg.progress)

@@ -208,6 +208,10 @@ def test_init_from_starts_from_a_saved_predictor(data, tmp_path, small_train_cfg
     elsewhere = EpisodeSource(dataset, other_encoder, features=feats.__getitem__)
     with pytest.raises(CheckpointError, match="encoder"):
         train(dataclasses.replace(tuned, out_dir=str(tmp_path / "y")), source=elsewhere)
+    _, dataset, encoder, feats = data
+    other_view = EpisodeSource(dataset, encoder, features=feats.__getitem__, views=("wrist",))
+    with pytest.raises(CheckpointError, match="views"):
+        train(dataclasses.replace(tuned, out_dir=str(tmp_path / "z")), source=other_view)
 
 
 def test_train_learns_logs_and_saves(data, tmp_path, small_train_cfg):
