@@ -22,7 +22,7 @@ from worldmodel.predictor import ACPredictor
 from worldmodel.train_config import TrainConfig, build_predictor, lr_factor
 from worldmodel.train_data import ClipSampler, build_source, split_episodes, window_refs
 from worldmodel.train_io import RunLog, load_checkpoint, save_checkpoint
-from worldmodel.world_model import layer_norm, load_predictor_folder
+from worldmodel.world_model import WorldModel, layer_norm
 
 
 def event_weights(actions: Tensor, weight: float, threshold: float = 0.5) -> Tensor:
@@ -170,29 +170,23 @@ def init_predictor(
             another config (preset, feature size, grid, pooling: e.g. other views), or on
             another encoder.
     """
-    from worldmodel.frozen import FrozenEncoder
-
-    source, meta = load_predictor_folder(folder)
-    theirs_views = tuple(meta.get("views") or ("exterior",))
-    if views is not None and theirs_views != tuple(views):
+    wm = WorldModel.load(folder)
+    if views is not None and wm.views != tuple(views):
         raise CheckpointError(
-            f"init_from {folder}: its views {list(theirs_views)} are not this run's "
+            f"init_from {folder}: its views {list(wm.views)} are not this run's "
             f"{list(views)} (camera=...)"
         )
-    if source.cfg != predictor.cfg:
+    if wm.predictor.cfg != predictor.cfg:
         raise CheckpointError(
-            f"init_from {folder}: its predictor config {source.cfg} differs from this run's "
-            f"{predictor.cfg} (same preset, views, encoder and pool_kernel needed)"
+            f"init_from {folder}: its predictor config {wm.predictor.cfg} differs from this "
+            f"run's {predictor.cfg} (same preset, views, encoder and pool_kernel needed)"
         )
-    base = getattr(encoder, "base", encoder)  # a MultiViewEncoder's frozen encoder
-    if base is not None and hasattr(base, "identity"):
-        theirs = FrozenEncoder.load(folder / "encoder").identity()
-        if theirs != base.identity():
-            raise CheckpointError(
-                f"init_from {folder}: its encoder/ is not this run's encoder (encoder_dir): "
-                "its predictor was trained on another latent space"
-            )
-    predictor.load_state_dict(source.state_dict())
+    if hasattr(encoder, "identity") and encoder.identity() != wm.encoder.identity():
+        raise CheckpointError(
+            f"init_from {folder}: its encoder/ is not this run's encoder (encoder_dir): "
+            "its predictor was trained on another latent space"
+        )
+    predictor.load_state_dict(wm.predictor.state_dict())
 
 
 def train(cfg: TrainConfig, source=None) -> dict:
