@@ -43,7 +43,7 @@ eval: venv
 
 # Rebuild models/shipped with the CPU recipe (collect -> pretrain -> cache -> train; resumable).
 model: venv
-	. $(VENV)/bin/activate && bash demos/recipe_cpu.sh
+	. $(VENV)/bin/activate && bash demos/recipes/recipe_cpu.sh
 
 clean:
 	rm -rf outputs runs .pytest_cache

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from envs.scene import OBJECT_SPECS, SceneConfig
+from worldmodel.data.actions import MAX_STEP_ROTATION_RAD, MAX_STEP_TRANSLATION_M
 
 __all__ = ["CAMERAS", "EnvConfig", "GoalConfig"]
 
@@ -22,7 +23,7 @@ class EnvConfig:
         wrist_camera: also render ``obs["wrist_rgb"]``.
         views: cameras that ``obs["rgb"]`` and the goal images show side by side, each
             ``image_size`` square, in this order: ``("exterior",)`` (default) or
-            ``("exterior", "wrist")`` for world models trained on both (``worldmodel.views``).
+            ``("exterior", "wrist")`` for world models trained on both (``worldmodel.models.views``).
         high_fidelity: shadows, second light, textured table (slower rendering).
         camera_pos, camera_lookat, camera_fovy_deg: exterior camera pose (base frame, m) and FOV.
         objects: objects on the table (subset of ``envs.scene.OBJECT_SPECS``).
@@ -52,8 +53,8 @@ class EnvConfig:
     objects: tuple[str, ...] = ("cube", "cup")
     ctrl_dt_s: float = 0.25
     physics_dt_s: float = 0.002
-    max_delta_pos_m: float = 0.05
-    max_delta_rot_rad: float = 0.25
+    max_delta_pos_m: float = MAX_STEP_TRANSLATION_M
+    max_delta_rot_rad: float = MAX_STEP_ROTATION_RAD
     workspace_low: tuple[float, float, float] = (0.25, -0.35, 0.02)
     workspace_high: tuple[float, float, float] = (0.75, 0.35, 0.5)
     max_tilt_rad: float = 0.5

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planning.cem import make_generator, shift_plan
-from planning.protocol import EnergyFn, LatentDynamics, final_step_l1_energy
+from planning.planners.cem import make_generator, shift_plan
+from planning.protocol import EnergyFn, LatentDynamics, Planner, final_step_l1_energy
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,12 @@ class StepInfo(NamedTuple):
 
 
 class MPCController:
-    """Drives any :class:`LatentDynamics` with a CEM-style planner (see module docstring)."""
+    """Drives any :class:`LatentDynamics` with any :class:`Planner` (see module docstring)."""
 
     def __init__(
         self,
         dynamics: LatentDynamics,
-        planner,
+        planner: Planner,
         energy_fn: EnergyFn = final_step_l1_energy,
         cfg: MPCConfig | None = None,
     ) -> None:

@@ -12,7 +12,7 @@ D feature, A action.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -107,9 +107,51 @@ def token_weighted_l1_energy(weights: Tensor) -> EnergyFn:
     return energy
 
 
-def layer_norm_latents(z: Tensor, eps: float = 1e-6) -> Tensor:
-    """Parameter-free layer norm over the feature dim, applied before any distance or loss."""
-    return torch.nn.functional.layer_norm(z, z.shape[-1:], eps=eps)
+class PlanResult(NamedTuple):
+    """What a planner returns. Shapes: B batch, H horizon, A action, I iterations."""
+
+    actions: Tensor  # (B, H, A) plan to execute (first step first)
+    energy: Tensor  # (B,) energy of ``actions``
+    mean: Tensor  # (B, H, A) final Gaussian mean (warm start for the next step)
+    std: Tensor  # (B, H, A) final Gaussian std
+    energy_trace: Tensor  # (I, B) mean elite energy per iteration
+    elite_spread: Tensor  # (B,) mean elite std over (H, A) at the last iteration
+    seconds: float
+    samples_evaluated: int = 0  # rollouts per batch element, summed over iterations
+
+
+class PlannerConfig(Protocol):
+    """What the MPC loop reads from a planner's config."""
+
+    horizon: int
+    seed: int
+
+    @property
+    def action_dim(self) -> int: ...
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """An optimizer of (B, H, A) action sequences against an energy, over any dynamics.
+
+    CEM, iCEM and the published reference loop implement it (:mod:`planning.planners`); so can
+    any future planner (gradient-based, a learned proposal, ...). ``plan`` gets the context
+    latents ``z`` (B, N, D), the current states (B, state dim) and the goal latents ``z_goal``
+    (B, N, D), all computed once by the caller; ``init_mean`` warm-starts from the last plan.
+    """
+
+    cfg: PlannerConfig
+
+    def plan(
+        self,
+        dynamics: LatentDynamics,
+        z: Tensor,
+        state: Tensor,
+        z_goal: Tensor,
+        energy_fn: EnergyFn = ...,
+        init_mean: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PlanResult: ...
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from planning.protocol import ActionLayout, layer_norm_latents
+from planning.protocol import ActionLayout
+from worldmodel.models.latents import layer_norm as layer_norm_latents
 
 STATE_DIM = 7
 

@@ -20,19 +20,23 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
-from worldmodel.checkpoints_predictor import load_state_strict
+from worldmodel.checkpoints.predictor import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    load_predictor_folder,
+)
 from worldmodel.errors import CameraMismatchError, CheckpointError
-from worldmodel.predictor import ACPredictor, PredictorConfig
-from worldmodel.state_ops import propagate_states
-from worldmodel.views import MultiViewEncoder, parse_views, view_token_mask
+from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.models.latents import layer_norm
+from worldmodel.models.predictor import PREDICTOR_PRESETS, ACPredictor
+from worldmodel.models.preprocess import PreprocessConfig
+from worldmodel.models.state_ops import propagate_states
+from worldmodel.models.views import MultiViewEncoder, parse_views, view_token_mask
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "world_model.json"
-WEIGHTS_FILE = "predictor.safetensors"
 ENCODER_DIR = "encoder"
 
 
@@ -45,11 +49,6 @@ class RolloutHistory(NamedTuple):
     z: Tensor
     states: Tensor
     actions: Tensor
-
-
-def layer_norm(z: Tensor, eps: float = 1e-6) -> Tensor:
-    """Parameter-free layer norm over the last dim."""
-    return F.layer_norm(z, z.shape[-1:], eps=eps)
 
 
 class WorldModel:
@@ -65,7 +64,7 @@ class WorldModel:
         """``camera``: the training data's camera record (``worldmodel.data.meta.CameraMeta``
         as a dict: name, width, height, fovy_deg, parent, pos_m, quat_wxyz), saved with the
         model so :meth:`check_camera` can refuse a different view; None = unknown.
-        ``views``: the cameras a frame holds side by side (``worldmodel.views``); with several,
+        ``views``: the cameras a frame holds side by side (``worldmodel.models.views``); with several,
         ``frozen_encoder`` is the single-view encoder and is wrapped here."""
         self.views = parse_views(views)
         if isinstance(frozen_encoder, MultiViewEncoder):
@@ -210,7 +209,7 @@ class WorldModel:
         folder = Path(folder)
         predictor, meta = load_predictor_folder(folder)
         if encoder_loader is None:
-            from worldmodel.frozen import FrozenEncoder
+            from worldmodel.frozen_encoder import FrozenEncoder
 
             encoder_loader = FrozenEncoder.load
         camera = meta.get("camera")
@@ -248,32 +247,29 @@ def camera_differences(recorded: dict, current: dict) -> list[str]:
     return out
 
 
-def predictor_config_from_dict(raw: dict, source: str) -> PredictorConfig:
-    """PredictorConfig from its JSON form (lists -> tuples), naming ``source`` on errors."""
-    try:
-        raw = dict(raw)
-        raw["input_grid"] = tuple(raw["input_grid"])
-        if raw.get("action_scale") is not None:
-            raw["action_scale"] = tuple(raw["action_scale"])
-        return PredictorConfig(**raw)
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{source}: bad predictor config ({err})") from err
-
-
-def load_predictor_folder(folder: Path) -> tuple[ACPredictor, dict]:
-    """Strictly load the predictor config + safetensors weights of a saved world model;
-    returns the predictor and the parsed ``world_model.json``."""
-    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise CheckpointError(f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from err
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{cfg_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+def random_world_model(
+    encoder: str, predictor: str, device: str, dtype: torch.dtype, seed: int
+) -> WorldModel:
+    """A WorldModel of the named presets with random fp32 weights on ``device``; the encoder
+    runs under autocast to ``dtype`` (the planner's calls are wrapped in it too)."""
+    if encoder not in ENCODER_PRESETS:
+        raise ValueError(f"unknown encoder preset {encoder!r}; have {sorted(ENCODER_PRESETS)}")
+    if predictor not in PREDICTOR_PRESETS:
+        raise ValueError(
+            f"unknown predictor preset {predictor!r}; have {sorted(PREDICTOR_PRESETS)}"
         )
-    predictor = ACPredictor(predictor_config_from_dict(meta.get("predictor", {}), str(cfg_path)))
-    load_state_strict(predictor, load_file(str(w_path)), str(w_path))
-    return predictor.eval(), meta
+    enc_cfg, pred_cfg = ENCODER_PRESETS[encoder], PREDICTOR_PRESETS[predictor]
+    grid = enc_cfg.image_size // enc_cfg.patch_size
+    if (grid, grid) != tuple(pred_cfg.input_grid) or enc_cfg.embed_dim != pred_cfg.encoder_dim:
+        raise ValueError(
+            f"encoder {encoder} gives a {grid}x{grid} grid of {enc_cfg.embed_dim}-D tokens; "
+            f"predictor {predictor} expects {pred_cfg.input_grid} of {pred_cfg.encoder_dim}-D"
+        )
+    torch.manual_seed(seed)
+    with torch.device(device):  # initialise on the device: ViT-g has 1 B parameters
+        vit = VisionTransformer(enc_cfg)
+        pred = ACPredictor(pred_cfg)
+    from worldmodel.frozen_encoder import FrozenEncoder
+
+    frozen = FrozenEncoder(vit, PreprocessConfig(enc_cfg.image_size), device=device, dtype=dtype)
+    return WorldModel(frozen, pred)

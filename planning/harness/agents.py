@@ -20,14 +20,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from planning.cem import shift_plan
 from planning.harness.oracle import SimOracleDynamics, oracle_energy
 from planning.harness.results import EpisodeResult
 from planning.harness.video import write_episode_video
 from planning.mpc import MPCConfig, MPCController
+from planning.planners.cem import shift_plan
+from planning.planners.reference import reference_cem, reference_cem_config
 from planning.protocol import LatentDynamics, token_weighted_l1_energy
-from planning.reference import reference_cem, reference_cem_config
-from worldmodel.views import parse_views
+from worldmodel.models.views import parse_views
 
 ROTATION_DIMS = slice(3, 6)
 
@@ -51,7 +51,7 @@ SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
 # Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost); the
 # demo uses it and configs/eval.yaml restates it for wm_cem / wm_icem (a test keeps them equal).
 # A tie-breaker, small against what a close gains in predicted energy with the wrist view
-# (0.0865 -> 0.0358 to the "grasped" image, demos/diagnose_grasp.py): at 0.05 the effort ate
+# (0.0865 -> 0.0358 to the "grasped" image, planning/harness/diagnostics/diagnose_grasp.py): at 0.05 the effort ate
 # that gain and the shipped model grasped 5/20 instead of 15/20 at 0.01.
 GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
 # How world-model planning executes the gripper (MPCConfig.gripper_close_at /
@@ -60,7 +60,7 @@ GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
 # and configs/eval.yaml restates it under ``mpc`` (a test keeps them equal). Without it, CEM's
 # mean over elites that close and elites that wait closed the gripper part-way (a grasp that
 # slipped in the carry), and the first step toward the "placed" image opened the gripper while
-# moving, throwing the object off the target (development instances, demos/trace_episode.py:
+# moving, throwing the object off the target (development instances, planning/harness/diagnostics/trace_episode.py:
 # planned closings of 0.46-0.90 on the first step of a "closed" image). Openings stay as
 # planned: executing every change of >= 0.45 all the way (openings too) dropped objects on
 # planning noise and grasped 29/50 instead of 33/50 (README).
@@ -93,7 +93,7 @@ def check_camera(dynamics: Any, env: gym.Env) -> None:
     size = getattr(getattr(env.unwrapped, "cfg", None), "image_size", None)
     if check is None or getattr(dynamics, "camera", None) is None or size is None:
         return
-    from worldmodel.data.recording import camera_metas
+    from envs.collection.recording import camera_metas
 
     check(dataclasses.asdict(camera_metas(env, ("exterior",), size)[0]))
 

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 import envs
-from planning.cem import CEMConfig, CEMPlanner
+from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
     ENERGY_VIEWS,
     GRIPPER_EFFORT,
@@ -32,15 +32,14 @@ from planning.harness.agents import (
     model_views,
     run_episode,
 )
-from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig
-from worldmodel.cpu_memory import keep_freed_memory
+from planning.planners import make_planner
 
 # Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and
 # wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
 WM_BUDGETS = {"cem": (256, 6), "icem": (128, 10)}
 ORACLE_BUDGET = (48, 3)
-PLANNERS = {"cem": (CEMConfig, CEMPlanner), "icem": (ICEMConfig, ICEMPlanner)}
+DEMO_PLANNERS = tuple(WM_BUDGETS)
 
 
 def make_demo_agent(
@@ -48,8 +47,8 @@ def make_demo_agent(
 ) -> Agent:
     """MPC with ``planner`` ("cem" or "icem") on the world model in ``model_dir`` if it exists,
     else CEM on the simulator oracle."""
-    if planner not in PLANNERS:
-        raise ValueError(f"wm-demo: planner must be one of {sorted(PLANNERS)}, got {planner!r}")
+    if planner not in DEMO_PLANNERS:
+        raise ValueError(f"wm-demo: planner must be one of {DEMO_PLANNERS}, got {planner!r}")
     is_model = model_dir.is_dir()
     if not is_model:
         print(
@@ -57,8 +56,8 @@ def make_demo_agent(
             "simulator oracle (physics + privileged task distance) instead"
         )
     default_s, default_i = WM_BUDGETS[planner] if is_model else ORACLE_BUDGET
-    config_cls, planner_cls = PLANNERS[planner] if is_model else PLANNERS["cem"]
-    cem = config_cls(
+    chosen = make_planner(
+        planner if is_model else "cem",
         samples=samples or default_s,
         iterations=iterations or default_i,
         top_k=min(16, samples or default_s),
@@ -66,12 +65,12 @@ def make_demo_agent(
         action_cost=GRIPPER_EFFORT if is_model else None,
     )
     if not is_model:
-        return OracleAgent(CEMPlanner(cem))
+        return OracleAgent(chosen)
     from worldmodel.world_model import WorldModel
 
     wm = WorldModel.load(model_dir)
     mpc = MPCConfig(**GRIPPER_EXECUTION)
-    return PlannerAgent(wm, planner_cls(cem), mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
+    return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
 
 
 def run_demo(
@@ -80,7 +79,7 @@ def run_demo(
 ) -> dict[str, tuple[int, list[float]]]:  # fmt: skip
     """Run the demo; returns task -> (successes, seconds of every planned action)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    keep_freed_memory()  # worldmodel.cpu_memory: no page faults per plan on CPU
+    keep_freed_memory()  # planning.cpu_memory: no page faults per plan on CPU
     agent = make_demo_agent(model, samples, iterations, planner)
     summary = {}
     for task in tasks:
@@ -115,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument(
-        "--planner", choices=sorted(PLANNERS), default="cem",
+        "--planner", choices=DEMO_PLANNERS, default="cem",
         help="world-model planner: cem (256 x 6) or icem (128 x 10), as wm-eval's wm_cem / wm_icem",
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=None, help="samples per iteration")

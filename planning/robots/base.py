@@ -17,7 +17,7 @@ class Observation(NamedTuple):
 
 @runtime_checkable
 class Robot(Protocol):
-    """What :func:`planning.robot.run_mpc` drives: sim, fake or real hardware."""
+    """What :func:`planning.robots.run_mpc` drives: sim, fake or real hardware."""
 
     def connect(self) -> None: ...
 

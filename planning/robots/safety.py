@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from planning.protocol import ActionLayout
+from worldmodel.data.actions import MAX_STEP_ROTATION_RAD, MAX_STEP_TRANSLATION_M
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ class SafetyLimits:
     allowed gripper targets; ``rate_limit_hz``: max commands per second (0 = unlimited).
     """
 
-    max_translation_m: float = 0.05
-    max_rotation_rad: float = 0.25
+    max_translation_m: float = MAX_STEP_TRANSLATION_M
+    max_rotation_rad: float = MAX_STEP_ROTATION_RAD
     workspace_low_m: tuple[float, float, float] = (0.2, -0.4, 0.02)
     workspace_high_m: tuple[float, float, float] = (0.8, 0.4, 0.6)
     gripper_low: float = 0.0

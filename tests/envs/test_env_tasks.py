@@ -144,20 +144,6 @@ def test_wrist_camera_and_high_fidelity_options():
         gym.make("wm/Reach-v0", image_size=4, disable_env_checker=True)
 
 
-def test_env_yaml_configs_build_envs():
-    import pathlib
-
-    import yaml
-
-    folder = pathlib.Path(__file__).resolve().parents[2] / "configs" / "envs"
-    for name, env_id in envs.TASKS.items():
-        cfg = yaml.safe_load((folder / f"{name}.yaml").read_text())
-        assert cfg["env_id"] == env_id and cfg["max_episode_steps"] == envs.MAX_EPISODE_STEPS[name]
-        env = gym.make(env_id, disable_env_checker=True, **cfg["kwargs"])
-        assert env.unwrapped.cfg == envs.EnvConfig(**cfg["kwargs"])
-        env.close()
-
-
 def test_pick_place_success_needs_a_pick_not_a_drag():
     env = gym.make("wm/PickPlace-v0", disable_env_checker=True)
     _, info = env.reset(seed=5)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import envs
+from envs.collection.recording import record_episode
 from planning.harness.agents import check_camera
-from worldmodel.data.recording import record_episode
 
 
 def test_views_side_by_side():

@@ -7,15 +7,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from planning.cem import (
+from planning.planners.cem import (
     CEMConfig,
     CEMPlanner,
     make_generator,
     project_l1_ball,
     shift_plan,
 )
+from planning.planners.reference import reference_cem, reference_cem_config
 from planning.protocol import ActionLayout
-from planning.reference import reference_cem, reference_cem_config
 from planning.toy import ToyDynamics, ToyDynamicsConfig, blank_images
 
 TOL_M = 0.004

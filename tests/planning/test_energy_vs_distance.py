@@ -1,4 +1,4 @@
-"""demos/energy_vs_distance.py: real renders of arm placements scored against the goal image."""
+"""planning/harness/diagnostics/energy_vs_distance.py: real renders of arm placements scored against the goal image."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import gymnasium as gym
 import numpy as np
 
 import envs
+from planning.harness.diagnostics import energy_vs_distance
 
 
-def test_points_fall_in_their_bands(load_demo):
-    mod = load_demo("energy_vs_distance")
+def test_points_fall_in_their_bands():
+    mod = energy_vs_distance
     goal = np.array([0.5, 0.1, 0.2])
     pts, n_near = mod.sample_points(np.random.default_rng(0), goal, 10, 20)
     d = np.linalg.norm(pts - goal, axis=1)
@@ -20,8 +21,8 @@ def test_points_fall_in_their_bands(load_demo):
     assert (pts[:, 2] >= 0.03).all()
 
 
-def test_placing_the_arm_at_the_goal_reproduces_the_goal_image(load_demo):
-    mod = load_demo("energy_vs_distance")
+def test_placing_the_arm_at_the_goal_reproduces_the_goal_image():
+    mod = energy_vs_distance
     env = gym.make(envs.TASKS["reach"], image_size=64)
     obs, info = env.reset(seed=3, options={"task_id": 3})
     goal = np.asarray(info["goal_state"][:3])
@@ -32,8 +33,8 @@ def test_placing_the_arm_at_the_goal_reproduces_the_goal_image(load_demo):
     env.close()
 
 
-def test_pixel_energy_ranks_distance_and_prints_a_summary(capsys, load_demo):
-    mod = load_demo("energy_vs_distance")
+def test_pixel_energy_ranks_distance_and_prints_a_summary(capsys):
+    mod = energy_vs_distance
     assert abs(mod.spearman(np.arange(5.0), np.arange(5.0) ** 2) - 1.0) < 1e-9
     assert abs(mod.spearman(np.arange(5.0), -np.arange(5.0)) + 1.0) < 1e-9
     mod.main(["--pixels", "--tasks", "2", "--near", "4", "--far", "8"])

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 import planning.harness.evaluate as ev
-from planning.cem import CEMConfig
 from planning.harness.agents import (
     ENERGY_VIEWS,
     GRIPPER_EFFORT,
@@ -18,8 +16,9 @@ from planning.harness.agents import (
     goal_schedule,
 )
 from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
-from planning.icem import ICEMConfig
 from planning.mpc import MPCConfig
+from planning.planners.cem import CEMConfig
+from planning.planners.icem import ICEMConfig
 from planning.toy import ToyDynamics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -89,7 +88,7 @@ def test_energy_views_enter_the_fingerprint_of_world_model_methods_only_when_set
 
 
 def test_gripper_execution_enters_the_fingerprint_of_world_model_methods_only_when_set(tmp_path):
-    plain = _cfg(tmp_path, tasks=("grasp",))
+    plain = _cfg(tmp_path, tasks=("grasp",), mpc=MPCConfig())
     filtered = replace(plain, mpc=MPCConfig(**GRIPPER_EXECUTION))
     for method in ("wm_cem", "wm_icem"):
         assert ev.fingerprint(filtered, "grasp", method) != ev.fingerprint(plain, "grasp", method)
@@ -128,7 +127,8 @@ def test_fingerprints_of_logs_written_before_energy_views_are_unchanged(monkeypa
     # identified by its folder's name: with that identity, nothing else in them changed
     monkeypatch.setattr(ev, "model_digest", lambda model: model)
     cfg = EvalConfig(tasks=("reach", "pick_place"), methods=("wm_cem", "wm_icem"),
-                     model="models/shipped", out_dir="unused")  # fmt: skip
+                     model="models/shipped", out_dir="unused", cem=CEMConfig(),
+                     icem=ICEMConfig(), mpc=MPCConfig())  # the dataclass defaults of then  # fmt: skip
     assert ev.fingerprint(cfg, "reach", "wm_cem") == "b2b21c1e72e4"
     assert ev.fingerprint(cfg, "pick_place", "wm_icem") == "e83837f3816c"
 
@@ -180,12 +180,12 @@ def test_model_methods_skipped_without_model_and_run_with_one(tmp_path, monkeypa
     assert all(r.steps == 2 and len(r.seconds_per_action) == 2 for r in results)
 
 
-def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
-    raw = OmegaConf.to_container(OmegaConf.load(CONFIGS / "eval.yaml"), resolve=False)
+def test_eval_defaults_are_the_tuned_planners_and_bad_values_are_named():
+    raw = {"tasks": ["reach"]}  # configs/eval.yaml holds no values: the defaults are EvalConfig's
     cfg = config_from_dict(raw)
     assert cfg.steps_for("pick_place") == 60 and len(cfg.episode_ids("reference_cem")) == 3
     assert cfg.reference_cem.samples == 800 and cfg.reference_cem.action_cost is None
-    assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # see eval.yaml
+    assert cfg.oracle_cem.samples == 32 and cfg.cem.action_cost[6] > 0  # the smaller oracle budget
     assert cfg.cem.action_cost == cfg.icem.action_cost == GRIPPER_EFFORT  # the demo's too
     assert len(cfg.episode_ids("wm_icem")) == 20 and cfg.subgoal_budgets["grasp"] == (8, 6, 6, 20)
     assert cfg.energy_views == ENERGY_VIEWS  # the demo's too
@@ -201,7 +201,7 @@ def test_eval_yaml_matches_the_dataclass_and_bad_values_are_named():
         config_from_dict({**raw, "episdes": 3})
     with pytest.raises(ValueError, match="methods"):
         config_from_dict({**raw, "methods": ["wm_mppi"]})
-    with pytest.raises(ValueError, match="bad planner/mpc key"):
+    with pytest.raises(ValueError, match=r"wm-eval.cem: unknown keys \['sample'\]"):
         config_from_dict({**raw, "cem": {"sample": 3}})
     with pytest.raises(ValueError, match="unknown method/task"):
         EvalConfig(max_steps={"reachh": 3})
@@ -242,9 +242,9 @@ def test_planner_agents_refuse_an_env_filmed_from_another_camera():
     import gymnasium as gym
 
     import envs
-    from planning.cem import CEMPlanner
+    from envs.collection.recording import camera_metas
     from planning.harness.agents import PlannerAgent, ReferenceCEMAgent
-    from worldmodel.data.recording import camera_metas
+    from planning.planners.cem import CEMPlanner
     from worldmodel.errors import CameraMismatchError
     from worldmodel.world_model import WorldModel
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from planning.cem import CEMConfig, CEMPlanner
-from planning.icem import ICEMConfig, ICEMPlanner, coloured_noise_filter
+from planning.planners.cem import CEMConfig, CEMPlanner
+from planning.planners.icem import ICEMConfig, ICEMPlanner, coloured_noise_filter
 from planning.toy import ToyDynamics, ToyDynamicsConfig, blank_images
 
 TOL_M = 0.005

@@ -1,4 +1,4 @@
-"""demos/motion_gain.py: a predictor that moves the arm as commanded has gain ~1, copy-last 0."""
+"""planning/harness/diagnostics/motion_gain.py: a predictor that moves the arm as commanded has gain ~1, copy-last 0."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 import envs
 from envs.env_config import GoalConfig
+from planning.harness.diagnostics import motion_gain
 
 VIEWS = ("exterior", "wrist")
 
@@ -49,8 +50,8 @@ class PixelModel:
         return cells(frame[None])[:, None, None]
 
 
-def test_view_masks_split_the_grid_by_view(load_demo):
-    mod = load_demo("motion_gain")
+def test_view_masks_split_the_grid_by_view():
+    mod = motion_gain
     masks = mod.view_masks(PixelModel(None, False))
     assert list(masks) == ["all views", *VIEWS]
     assert masks["all views"].all() and masks["exterior"].sum() == masks["wrist"].sum() == 16
@@ -59,8 +60,8 @@ def test_view_masks_split_the_grid_by_view(load_demo):
 
 
 @pytest.mark.parametrize("oracle, low, high", [(True, 0.8, 1.2), (False, 0.0, 0.0)])
-def test_gain_of_a_perfect_and_a_copy_last_predictor(load_demo, oracle, low, high):
-    mod = load_demo("motion_gain")
+def test_gain_of_a_perfect_and_a_copy_last_predictor(oracle, low, high):
+    mod = motion_gain
     env = gym.make(envs.TASKS["reach"], image_size=64, views=VIEWS)
     args = argparse.Namespace(instances=2, moves=2, seed=0, seed_offset=20000)
     found = mod.measure(PixelModel(env, oracle), env, args)

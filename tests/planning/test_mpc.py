@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import PlannerAgent
-from planning.icem import ICEMConfig, ICEMPlanner
 from planning.mpc import MPCConfig, MPCController
+from planning.planners.cem import CEMConfig, CEMPlanner
+from planning.planners.icem import ICEMConfig, ICEMPlanner
 from planning.protocol import final_step_l1_energy, token_weighted_l1_energy
-from planning.robot import FakeRobot, SafetyLimits, run_mpc
+from planning.robots import FakeRobot, SafetyLimits, run_mpc
 from planning.toy import ToyDynamics
-from worldmodel.views import parse_views
+from worldmodel.models.views import parse_views
 
 START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], dtype=np.float32)
 IMG = np.zeros((16, 16, 3), np.uint8)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import envs
-from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import OracleAgent
 from planning.harness.oracle import SimOracleDynamics, oracle_energy
+from planning.planners.cem import CEMConfig, CEMPlanner
 
 
 @pytest.fixture

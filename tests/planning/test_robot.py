@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from planning.robot import (
+from planning.robots import (
     CartesianDeltaRobot,
     FakeRobot,
     Observation,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -11,9 +10,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from planning.cem import CEMConfig
-from planning.server import PolicyServer, ServeConfig, ServerThread, config_from_dict
-from planning.wire import packb, unpackb
+from planning.planners.cem import CEMConfig
+from planning.server.serve import PolicyServer, ServeConfig, ServerThread, config_from_dict
+from planning.server.wire import packb, unpackb
 
 START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], np.float32)
 IMG = np.zeros((16, 16, 3), np.uint8)
@@ -185,19 +184,17 @@ def test_config_from_dict_and_validation():
 
 @pytest.mark.parametrize("planner", ["cem", "icem", "reference"])
 def test_hydra_configs_compose_into_serve_config(planner):
-    hydra = pytest.importorskip("hydra")
-    from omegaconf import OmegaConf
+    from planning.server.serve import ServeConfig
+    from worldmodel.config import compose, plain_defaults
 
-    root = Path(__file__).resolve().parents[2] / "configs"
-    with hydra.initialize_config_dir(config_dir=str(root), version_base="1.3"):
-        raw = hydra.compose(config_name="serve", overrides=[f"planner={planner}"])
-    cfg = config_from_dict(OmegaConf.to_container(raw, resolve=True))
+    raw = compose("serve", [f"planner={planner}"], plain_defaults(ServeConfig))
+    cfg = config_from_dict(raw)
     assert cfg.planner == planner and cfg.host == "127.0.0.1"
 
 
 def test_a_multi_view_model_takes_its_views_side_by_side():
     """parse_request(views=2): a single square image is refused with the layout named."""
-    from planning.wire import RequestError, parse_request
+    from planning.server.wire import RequestError, parse_request
 
     state = np.zeros(7, np.float32)
     pair = np.zeros((64, 128, 3), np.uint8)

@@ -11,9 +11,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from planning.cem import CEMConfig
-from planning.robot import SimRobot
-from planning.server import ServeConfig, ServerThread
+from planning.planners.cem import CEMConfig
+from planning.robots import SimRobot
+from planning.server.serve import ServeConfig, ServerThread
 
 envs = pytest.importorskip("envs")
 policy_mod = pytest.importorskip("openpi_client.websocket_client_policy")

@@ -1,20 +1,18 @@
-"""The evaluation table in the README is what `make eval` gives for the model we ship.
+"""The evaluation table in docs/results.md is what `make eval` gives for the model we ship.
 
 models/shipped/eval/episodes.jsonl is the log of that run. Its fingerprints hash every setting
 of an episode and the model's files, so these tests fail when the model, configs/eval.yaml or
 the Makefile's `eval` command changes without the evaluation being rerun and committed, and
-when the README's or results.md's table is not the one the log gives.
+when docs/results.md's or the log's results.md table is not the one the log gives.
 """
 
 import re
 import shlex
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
 import planning.harness.evaluate as ev
 from planning.harness.results import EpisodeLog, summarize, to_markdown
+from worldmodel.config import compose, plain_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "models" / "shipped" / "eval"
@@ -37,8 +35,7 @@ def test_make_eval_overrides_are_read_from_the_recipe():
 
 def _make_eval_config() -> ev.EvalConfig:
     overrides = make_eval_overrides((ROOT / "Makefile").read_text())
-    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
-        raw = OmegaConf.to_container(compose("eval", overrides), resolve=True)
+    raw = compose("eval", overrides, plain_defaults(ev.EvalConfig))
     assert Path(raw["model"]).resolve() == (ROOT / "models" / "shipped").resolve()
     return ev.config_from_dict({**raw, "model": str(ROOT / "models" / "shipped")})
 
@@ -50,15 +47,15 @@ def test_the_committed_log_holds_every_episode_make_eval_runs():
     assert not missing, (
         f"{len(missing)} episodes of `make eval` (e.g. {missing[:3]}) are not in "
         f"{LOG_DIR / 'episodes.jsonl'} under the current model and settings: run `make eval` "
-        "and copy outputs/eval_shipped/{episodes.jsonl,results.md} there, then the README table"
+        "and copy outputs/eval_shipped/{episodes.jsonl,results.md} there, then the table in docs/results.md"
     )
 
 
-def test_results_md_and_the_readme_show_the_logged_table():
+def test_results_md_and_the_docs_show_the_logged_table():
     cfg = _make_eval_config()
     log = EpisodeLog(LOG_DIR / "episodes.jsonl")
     results = ev.logged_results(cfg, log, has_model=True)
     assert len(results) == sum(len(cfg.episode_ids(m)) for m in cfg.methods) * len(cfg.tasks)
     table = to_markdown(summarize(results))
     assert table in (LOG_DIR / "results.md").read_text()
-    assert table in (ROOT / "README.md").read_text(), "README's evaluation table is stale"
+    assert table in (ROOT / "docs" / "results.md").read_text(), "docs/results.md's table is stale"

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import envs
-from planning.cem import CEMConfig, CEMPlanner
 from planning.harness.agents import PlannerAgent, run_episode
+from planning.harness.diagnostics import diagnose_grasp
+from planning.planners.cem import CEMConfig, CEMPlanner
 from worldmodel.world_model import WorldModel
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
@@ -51,13 +52,13 @@ def test_shipped_model_was_trained_on_the_default_camera():
     env.close()
 
 
-def test_shipped_model_sees_and_predicts_the_grasp(capsys, load_demo):
-    """demos/diagnose_grasp.py: a real close brings the frame nearer the 'grasped' image, and
+def test_shipped_model_sees_and_predicts_the_grasp(capsys):
+    """planning/harness/diagnostics/diagnose_grasp.py: a real close brings the frame nearer the 'grasped' image, and
     the predictor puts a close action nearer it than waiting (the single-view model shipped
     before could not: close lower in 1 of 10, a coin flip on these two instances)."""
     import re
 
-    mod = load_demo("diagnose_grasp")
+    mod = diagnose_grasp
     mod.main(["--model", str(SHIPPED), "--episodes", "2", "--threads", "2"])
     out = capsys.readouterr().out
     m = re.search(r"'grasped' open ([\d.]+) / closed ([\d.]+)", out)
@@ -68,20 +69,20 @@ def test_shipped_model_sees_and_predicts_the_grasp(capsys, load_demo):
     assert "3-step rollouts nearer the right outcome" in out
 
 
-def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, load_demo):
+def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys):
     """--data: the expert's close-with-the-arm-still step is found and measured."""
     import re
 
-    from worldmodel.collect import CollectConfig, collect
+    from envs.collection.collect import CollectConfig, collect
 
     model = WorldModel.load(SHIPPED)
     cfg = CollectConfig(
-        env="pick_place", episodes=1, image_size=64, max_steps=30, out=str(tmp_path),
+        env="pick_place", episodes=1, image_size=64, max_steps=30, out_dir=str(tmp_path),
         expert_frac=1.0, noisy_frac=0.0, explore_frac=0.0, progress=False,
         wrist_camera="wrist" in model.views,
     )  # fmt: skip
     collect(cfg)
-    mod = load_demo("diagnose_grasp")
+    mod = diagnose_grasp
     mod.gripper_counts(str(tmp_path))
     mod.data_check(model, str(tmp_path))
     out = capsys.readouterr().out
@@ -97,15 +98,15 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys, loa
 
 
 def test_demo_planner_choice_builds_the_eval_budgets():
-    import yaml
-
     from planning.harness.agents import GRIPPER_EFFORT, GRIPPER_EXECUTION
     from planning.harness.demo import make_demo_agent
-    from planning.icem import ICEMPlanner
+    from planning.harness.evaluate import EvalConfig
+    from planning.planners.icem import ICEMPlanner
 
-    evalcfg = yaml.safe_load((SHIPPED.parents[1] / "configs" / "eval.yaml").read_text())
+    evalcfg = EvalConfig()
     for name, cls in (("cem", CEMPlanner), ("icem", ICEMPlanner)):
-        budget = (evalcfg[name]["samples"], evalcfg[name]["iterations"])  # wm_cem / wm_icem's
+        planner_cfg = getattr(evalcfg, name)
+        budget = (planner_cfg.samples, planner_cfg.iterations)  # wm_cem / wm_icem's
         agent = make_demo_agent(SHIPPED, None, None, name)
         planner = agent.mpc.planner
         assert type(planner) is cls

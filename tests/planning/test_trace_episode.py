@@ -1,4 +1,4 @@
-"""demos/trace_episode.py: one traced episode of the shipped model, its CSV fields and plot."""
+"""planning/harness/diagnostics/trace_episode.py: one traced episode of the shipped model, its CSV fields and plot."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from planning.harness.diagnostics import trace_episode
+
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
 
 
-def test_trace_replays_an_evaluation_instance(load_demo, tmp_path):
+def test_trace_replays_an_evaluation_instance(tmp_path):
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    mod = load_demo("trace_episode")
+    mod = trace_episode
     result = mod.trace("reach", str(SHIPPED), "wm_cem", task_id=1, seed=None)
     rows = result["rows"]
     assert result["success"] and 1 <= len(rows) <= 30  # instance 1 succeeds in the README table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worldmodel.train import TrainConfig
+from worldmodel.training.train_config import TrainConfig
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.cache import cache_dataset
-from worldmodel.encoder import EncoderConfig, VisionTransformer
 from worldmodel.errors import StaleCacheError
-from worldmodel.feature_cache import FeatureCache, episode_file
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.preprocess import PreprocessConfig
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import EncoderConfig, VisionTransformer
+from worldmodel.models.preprocess import PreprocessConfig
+from worldmodel.training.cache import cache_dataset
+from worldmodel.training.feature_cache import FeatureCache, episode_file
 
 MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
 
@@ -95,7 +95,7 @@ def test_wm_cache_entry_point_on_episode_dataset(tmp_path):
     synthetic.write_synthetic_dataset(tmp_path / "data", num_episodes=2, lengths=[5, 7])
     enc = make_encoder()
     enc.save(tmp_path / "enc")
-    cmd = [sys.executable, "-m", "worldmodel.cache", f"data_root={tmp_path / 'data'}",
+    cmd = [sys.executable, "-m", "worldmodel.training.cache", f"data_root={tmp_path / 'data'}",
            f"encoder_path={tmp_path / 'enc'}", f"cache_dir={tmp_path / 'feats'}"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

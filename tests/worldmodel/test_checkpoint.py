@@ -6,15 +6,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from worldmodel.checkpoints import (
+from worldmodel.checkpoints.encoder import (
     load_encoder,
     load_hf_encoder,
     load_published_encoder,
     save_encoder,
 )
-from worldmodel.encoder import EncoderConfig, VisionTransformer
 from worldmodel.errors import CheckpointError
-from worldmodel.preprocess import PreprocessConfig
+from worldmodel.models.encoder import EncoderConfig, VisionTransformer
+from worldmodel.models.preprocess import PreprocessConfig
 
 # Head dim 40: RoPE chunk 12, 4 leftover dims. Width 80 is not published -> heads passed in.
 TINY = EncoderConfig(image_size=32, patch_size=8, embed_dim=80, depth=2, num_heads=2, mlp_dim=112)

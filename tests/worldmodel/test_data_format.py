@@ -10,13 +10,13 @@ import pytest
 
 from worldmodel.data import EpisodeWriter, make_step_table, open_dataset, read_meta
 from worldmodel.data.actions import compose_actions, euler_xyz_from_matrix, matrix_from_euler_xyz
+from worldmodel.data.clips import ClipDataset
 from worldmodel.data.synthetic import (
     render_dot,
     synthetic_episode,
     synthetic_meta,
     write_synthetic_dataset,
 )
-from worldmodel.data.torch_dataset import ClipDataset
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer, count_parameters
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.preprocess import PreprocessConfig, Preprocessor
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import (
+    ENCODER_PRESETS,
+    EncoderConfig,
+    VisionTransformer,
+    count_parameters,
+)
+from worldmodel.models.preprocess import PreprocessConfig, Preprocessor
 
 SMALL = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
 

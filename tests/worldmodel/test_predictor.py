@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import worldmodel.predictor as predictor_module
-from worldmodel.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig, attention
-from worldmodel.rope import apply_rope
+import worldmodel.models.predictor as predictor_module
+from worldmodel.models.predictor import PREDICTOR_PRESETS, ACPredictor, PredictorConfig, attention
+from worldmodel.models.rope import apply_rope
 
 CFG = PredictorConfig(
     encoder_dim=24, width=48, depth=2, num_heads=2, mlp_dim=64, input_grid=(4, 4), pool_kernel=2

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldmodel.checkpoints_predictor import (
+from worldmodel.checkpoints.predictor import (
     load_published_predictor,
     save_published_format,
     strip_prefixes,
 )
 from worldmodel.errors import CheckpointError
-from worldmodel.predictor import ACPredictor, PredictorConfig
+from worldmodel.models.predictor import ACPredictor, PredictorConfig
 
 CFG = PredictorConfig(
     encoder_dim=24, width=48, depth=2, num_heads=2, mlp_dim=64, input_grid=(4, 4), pool_kernel=1

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.clips import EpisodeClips, Mp4FolderClips, PreprocessedClips, open_clip_source
-from worldmodel.encoder import EncoderConfig
+from worldmodel.data.clips import EpisodeClips, Mp4FolderClips, PreprocessedClips, open_clip_source
 from worldmodel.errors import DatasetError
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.masking import (
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import EncoderConfig
+from worldmodel.models.encoder import VisionTransformer
+from worldmodel.models.preprocess import PreprocessConfig
+from worldmodel.training.masking import (
     MaskPredictor,
     MaskPredictorConfig,
     MaskSpec,
@@ -21,8 +23,7 @@ from worldmodel.masking import (
     masks_to_indices,
     sample_block_mask,
 )
-from worldmodel.preprocess import PreprocessConfig
-from worldmodel.pretrain import PretrainConfig, lr_at, momentum_at, train
+from worldmodel.training.pretrain import PretrainConfig, lr_at, momentum_at, train
 
 MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
 
@@ -43,7 +44,7 @@ def write_videos(folder, n=3, frames=12, size=(48, 64)):
 
 def micro_config(data_root, run_dir, **overrides) -> PretrainConfig:
     base = dict(
-        data_root=str(data_root), run_dir=str(run_dir), encoder=MICRO,
+        data_root=str(data_root), out_dir=str(run_dir), encoder=MICRO,
         predictor=MaskPredictorConfig(embed_dim=48, pred_dim=24, depth=1, num_heads=2),
         masks=(MaskSpec(4, (0.15, 0.15)), MaskSpec(1, (0.5, 0.5))), num_frames=4,
         batch_size=2, total_steps=6, warmup_steps=2, checkpoint_every=2, lr=1e-3,
@@ -130,20 +131,21 @@ def test_pretrain_runs_exports_and_resumes_exactly(tmp_path):
     assert (
         first
         != FrozenEncoder(
-            __import__("worldmodel.encoder").encoder.VisionTransformer(MICRO), PreprocessConfig(32)
+            VisionTransformer(MICRO),
+            PreprocessConfig(32),
         ).identity()
     )
 
 
 def _cli(*args, env=None, timeout=150):
-    cmd = [sys.executable, "-m", "worldmodel.pretrain", *args]
+    cmd = [sys.executable, "-m", "worldmodel.training.pretrain", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_entry_point_smoke(tmp_path):
     data = write_videos(tmp_path / "vids")
     run = tmp_path / "run"
-    out = _cli(f"data_root={data}", f"run_dir={run}", "encoder=vit_nano_cpu", "total_steps=2",
+    out = _cli(f"data_root={data}", f"out_dir={run}", "encoder=vit_nano_cpu", "total_steps=2",
                "batch_size=1", "warmup_steps=1", "predictor.pred_dim=24")  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert (run / "encoder" / "model.safetensors").is_file()
@@ -154,9 +156,9 @@ def test_entry_point_smoke(tmp_path):
 def test_kill_minus_nine_then_resume(tmp_path):
     data = write_videos(tmp_path / "vids")
     run = tmp_path / "run"
-    args = [f"data_root={data}", f"run_dir={run}", "encoder=vit_nano_cpu", "total_steps=400",
+    args = [f"data_root={data}", f"out_dir={run}", "encoder=vit_nano_cpu", "total_steps=400",
             "batch_size=1", "checkpoint_every=2", "predictor.pred_dim=24"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "worldmodel.pretrain", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "worldmodel.training.pretrain", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     ckpt = run / "checkpoint.pt"
     for _ in range(600):
@@ -182,8 +184,8 @@ def test_torchrun_two_cpu_processes(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29533", "-m", "worldmodel.pretrain", f"data_root={data}",
-           f"run_dir={run}", "encoder=vit_nano_cpu", "total_steps=3", "batch_size=1",
+           "--master_port", "29533", "-m", "worldmodel.training.pretrain", f"data_root={data}",
+           f"out_dir={run}", "encoder=vit_nano_cpu", "total_steps=3", "batch_size=1",
            "warmup_steps=1", "checkpoint_every=1", "predictor.pred_dim=24"]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

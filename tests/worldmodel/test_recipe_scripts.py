@@ -1,4 +1,4 @@
-"""demos/recipe_cpu.sh and demos/motion_weight_study.sh end to end at toy sizes (slow)."""
+"""demos/recipes/recipe_cpu.sh and demos/experiments/motion_weight_study.sh end to end at toy sizes (slow)."""
 
 from __future__ import annotations
 

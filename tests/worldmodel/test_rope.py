@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from worldmodel.rope import (
+from worldmodel.models.rope import (
     Positions,
     RotaryEmbedding3D,
     apply_rope,

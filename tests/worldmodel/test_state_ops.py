@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from worldmodel.state_ops import (
+from worldmodel.models.state_ops import (
     apply_action,
     euler_xyz_from_matrix,
     matrix_from_euler_xyz,

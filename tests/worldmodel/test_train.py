@@ -11,16 +11,11 @@ import torch
 
 from worldmodel.data.episodes import open_dataset
 from worldmodel.data.synthetic import write_synthetic_dataset
-from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.train import (
-    ClipSampler,
-    EpisodeSource,
-    TrainConfig,
-    clip_losses,
-    lr_factor,
-    train,
-)
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.training.train import clip_losses, train
+from worldmodel.training.train_config import TrainConfig, lr_factor
+from worldmodel.training.train_data import ClipSampler, EpisodeSource
 from worldmodel.world_model import WorldModel
 
 
@@ -82,7 +77,7 @@ def test_sampler_resumes_same_order():
 
 
 def test_rollout_loss_first_step_equals_teacher_forcing(data):
-    from worldmodel.train import build_predictor
+    from worldmodel.training.train_config import build_predictor
 
     src = _source(data)
     pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)
@@ -97,8 +92,8 @@ def test_rollout_loss_first_step_equals_teacher_forcing(data):
 
 
 def test_event_weight_weights_gripper_transitions(data):
-    from worldmodel.train import build_predictor
-    from worldmodel.train_loop import event_weights
+    from worldmodel.training.train import event_weights
+    from worldmodel.training.train_config import build_predictor
 
     src = _source(data)
     pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)
@@ -128,8 +123,8 @@ def test_event_weight_weights_gripper_transitions(data):
 
 
 def test_motion_weight_weights_tokens_by_their_true_change(data):
-    from worldmodel.train import build_predictor
-    from worldmodel.train_loop import motion_weights
+    from worldmodel.training.train import motion_weights
+    from worldmodel.training.train_config import build_predictor
 
     src = _source(data)
     pred = build_predictor(TrainConfig(), src.feature_dim, src.grid)

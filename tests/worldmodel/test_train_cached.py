@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.cache import CacheConfig, build_cache
 from worldmodel.data.synthetic import write_synthetic_dataset
-from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
 from worldmodel.errors import StaleCacheError
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.train import TrainConfig, build_predictor, build_source, train
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.training.cache import CacheConfig, build_cache
+from worldmodel.training.train import train
+from worldmodel.training.train_config import TrainConfig, build_predictor
+from worldmodel.training.train_data import build_source
 from worldmodel.world_model import WorldModel
 
 
@@ -30,7 +32,7 @@ def cached(tmp_path_factory):
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(root / "encoder")
     cache_cfg = CacheConfig(
         data_root=str(root / "ds"),
-        encoder_path=str(root / "encoder"),
+        encoder_dir=str(root / "encoder"),
         cache_dir=str(root / "features"),
         batch_size=16,
         device="cpu",
@@ -47,7 +49,7 @@ def cfg_for(small_train_cfg):
         paths = dict(
             data_root=str(root / "ds"),
             encoder_dir=str(root / "encoder"),
-            cache_root=str(root / "features"),
+            cache_dir=str(root / "features"),
         )
         return small_train_cfg(
             out, mode="cached", ckpt_every=20, val_fraction=0.2, **{**paths, **kw}
@@ -98,8 +100,8 @@ def test_cache_of_another_dataset_is_rejected(cached, tmp_path, cfg_for):
     write_synthetic_dataset(tmp_path / "ds", num_episodes=5, lengths=9, image_size=32, seed=3)
     with pytest.raises(StaleCacheError, match="episode 0 has 10 cached frames, dataset 9"):
         build_source(cfg_for(cached, tmp_path, data_root=str(tmp_path / "ds")))
-    with pytest.raises(ValueError, match="cache_root"):
-        build_source(cfg_for(cached, tmp_path, cache_root=""))
+    with pytest.raises(ValueError, match="cache_dir"):
+        build_source(cfg_for(cached, tmp_path, cache_dir=""))
 
 
 def test_wm_train_console_script_from_another_directory(cached, tmp_path, cfg_for):

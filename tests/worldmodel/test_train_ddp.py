@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from worldmodel.data.synthetic import write_synthetic_dataset
-from worldmodel.encoder import ENCODER_PRESETS, VisionTransformer
-from worldmodel.frozen import FrozenEncoder
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def _losses(out) -> np.ndarray:
 def test_two_processes_match_one(setup, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(
-        [sys.executable, "-m", "worldmodel.train", *_args(setup, one, 6)],
+        [sys.executable, "-m", "worldmodel.training.train", *_args(setup, one, 6)],
         check=True,
         env=_env(),
         timeout=300,
@@ -73,7 +73,7 @@ def test_two_processes_match_one(setup, tmp_path):
             "--standalone",
             "--nproc_per_node=2",
             "-m",
-            "worldmodel.train",
+            "worldmodel.training.train",
             *_args(setup, two, 6),
         ],
         check=True,
@@ -88,7 +88,7 @@ def test_two_processes_match_one(setup, tmp_path):
 
 def test_kill9_then_rerun_resumes(setup, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "worldmodel.train", *_args(setup, out, 400, ckpt_every=3)]
+    cmd = [sys.executable, "-m", "worldmodel.training.train", *_args(setup, out, 400, ckpt_every=3)]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoint.pt"
     deadline = time.time() + 120
@@ -101,7 +101,10 @@ def test_kill9_then_rerun_resumes(setup, tmp_path):
     assert 0 < step < 400
     rerun = _args(setup, out, step + 3, ckpt_every=3)
     subprocess.run(
-        [sys.executable, "-m", "worldmodel.train", *rerun], check=True, env=_env(), timeout=300
+        [sys.executable, "-m", "worldmodel.training.train", *rerun],
+        check=True,
+        env=_env(),
+        timeout=300,
     )
     assert torch.load(ckpt, weights_only=False)["step"] == step + 3
     steps = np.genfromtxt(out / "train_log.csv", delimiter=",", names=True)["step"]

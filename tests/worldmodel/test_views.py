@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.cache import CacheConfig, build_cache
 from worldmodel.data.synthetic import write_synthetic_dataset
-from worldmodel.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer
 from worldmodel.errors import StaleCacheError
-from worldmodel.feature_cache import FeatureCache
-from worldmodel.frozen import FrozenEncoder
-from worldmodel.preprocess import PreprocessConfig
-from worldmodel.train import train
-from worldmodel.views import MultiViewEncoder, mosaic, parse_views, view_token_mask, with_views
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer
+from worldmodel.models.preprocess import PreprocessConfig
+from worldmodel.models.views import (
+    MultiViewEncoder,
+    mosaic,
+    parse_views,
+    view_token_mask,
+    with_views,
+)
+from worldmodel.training.cache import CacheConfig, build_cache
+from worldmodel.training.feature_cache import FeatureCache
+from worldmodel.training.train import train
 from worldmodel.world_model import WorldModel
 
 MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
@@ -59,9 +65,9 @@ def test_cache_train_and_world_model_with_two_views(tmp_path, small_train_cfg):
     write_synthetic_dataset(tmp_path / "ds", 4, lengths=8, image_size=32, seed=1, cameras=VIEWS)
     torch.manual_seed(0)
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "enc")
-    cache_cfg = dict(data_root=str(tmp_path / "ds"), encoder_path=str(tmp_path / "enc"),
+    cache_cfg = dict(data_root=str(tmp_path / "ds"), encoder_dir=str(tmp_path / "enc"),
                      batch_size=16, device="cpu")  # fmt: skip
-    build_cache(CacheConfig(cache_dir=str(tmp_path / "both"), camera="exterior+wrist", **cache_cfg))
+    build_cache(CacheConfig(cache_dir=str(tmp_path / "both"), views="exterior+wrist", **cache_cfg))
     build_cache(CacheConfig(cache_dir=str(tmp_path / "ext"), **cache_cfg))
     base = FrozenEncoder.load(tmp_path / "enc")
     both = FeatureCache(tmp_path / "both", MultiViewEncoder(base, VIEWS).identity())
@@ -75,7 +81,7 @@ def test_cache_train_and_world_model_with_two_views(tmp_path, small_train_cfg):
 
     cfg = small_train_cfg(
         tmp_path / "run", data_root=str(tmp_path / "ds"), encoder_dir=str(tmp_path / "enc"),
-        cache_root=str(tmp_path / "both"), camera="exterior+wrist", max_steps=10,
+        cache_dir=str(tmp_path / "both"), views="exterior+wrist", max_steps=10,
     )  # fmt: skip
     train(cfg)
     folder = tmp_path / "run" / "world_model"
@@ -100,7 +106,7 @@ def test_train_refuses_a_camera_the_data_lacks(tmp_path, small_train_cfg):
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "enc")
     cfg = small_train_cfg(
         tmp_path / "run", data_root=str(tmp_path / "ds"), encoder_dir=str(tmp_path / "enc"),
-        mode="on_the_fly", camera="exterior+wrist",
+        mode="on_the_fly", views="exterior+wrist",
     )  # fmt: skip
     with pytest.raises(KeyError, match="no camera 'wrist'"):
         train(cfg)

@@ -11,8 +11,8 @@ import torch
 
 from planning.protocol import LatentDynamics
 from worldmodel.errors import CameraMismatchError, CheckpointError
-from worldmodel.predictor import ACPredictor, PredictorConfig
-from worldmodel.state_ops import apply_action
+from worldmodel.models.predictor import ACPredictor, PredictorConfig
+from worldmodel.models.state_ops import apply_action
 from worldmodel.world_model import RolloutHistory, WorldModel, layer_norm
 
 CFG = PredictorConfig(

@@ -1,5 +1,5 @@
 """Episode datasets: on-disk format, writer, decord reader (``ClipDataset`` lives in
-``worldmodel.data.torch_dataset`` so that importing this package does not import torch)."""
+``worldmodel.data.clips`` so that importing this package does not import torch)."""
 
 from worldmodel.data.episodes import Clip, EpisodeDataset, open_dataset
 from worldmodel.data.meta import FORMAT_VERSION, CameraMeta, DatasetMeta, VideoSpec, read_meta

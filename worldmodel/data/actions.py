@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+# The published (DROID) per-step action bounds: 5 cm of translation and 0.25 rad of rotation per
+# axis, a gripper change of at most 1. Planner bounds, safety limits, the simulator's clipping and
+# the CPU predictors' action scaling all derive from these.
+MAX_STEP_TRANSLATION_M = 0.05
+MAX_STEP_ROTATION_RAD = 0.25
+MAX_STEP_GRIPPER = 1.0
+ACTION_HIGH = (MAX_STEP_TRANSLATION_M,) * 3 + (MAX_STEP_ROTATION_RAD,) * 3 + (MAX_STEP_GRIPPER,)
+ACTION_LOW = tuple(-x for x in ACTION_HIGH)
+
 
 def matrix_from_euler_xyz(euler: np.ndarray) -> np.ndarray:
     """(..., 3) ``[roll, pitch, yaw]`` -> (..., 3, 3) ``Rz(yaw) @ Ry(pitch) @ Rx(roll)``."""

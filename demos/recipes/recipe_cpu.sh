@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CPU recipe of the shipped model (models/shipped): collect -> pretrain the encoder ->
+# cache features -> train the predictor -> export. Every stage is resumable: rerun the same
+# command after a crash or kill and finished work is skipped (episodes, checkpoints, cached
+# episodes), so nothing is lost. Budget: <= 90 minutes on 2 cores (stage times are printed).
+#
+#   bash demos/recipes/recipe_cpu.sh                  # everything into runs/shipped, then models/shipped
+#   RUN=runs/try2 PRETRAIN_STEPS=500 TRAIN_STEPS=500 DECAY_STEPS=100 EXPORT= bash demos/recipes/recipe_cpu.sh
+#
+# Then evaluate:  wm-eval model=models/shipped tasks=[reach,grasp,reach_with_object,pick_place] \
+#                   methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem] episodes=50
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN=${RUN:-runs/shipped}
+EPISODES=${EPISODES:-600}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
+# two views make 32 tokens a frame, about half the single view's steps/s: 11 000 steps keep the
+# recipe under 90 minutes (the single-view model shipped before trained 16 000 / 4 000)
+TRAIN_STEPS=${TRAIN_STEPS:-11000}
+DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
+EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
+# cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
+# the wrist camera, where a grasp fills the image instead of a few pixels
+VIEWS=${VIEWS:-exterior+wrist}
+WRIST=false
+case "+$VIEWS+" in *+wrist+*) WRIST=true ;; esac
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+
+stage() {
+    local name=$1
+    shift
+    local t0=$SECONDS
+    echo "== recipe: $name: $*"
+    "$@"
+    echo "== recipe: $name done in $((SECONDS - t0)) s (total $SECONDS s)"
+}
+
+# 1. pick-and-place episodes (expert / noisy / exploratory): every motion the four tasks need
+stage collect wm-collect env=pick_place episodes="$EPISODES" image_size=64 workers=2 \
+    out_dir="$RUN/data" expert_frac=0.3 noisy_frac=0.3 explore_frac=0.4 wrist_camera="$WRIST"
+# 2. V-JEPA pretraining of the small encoder on the exterior videos; the EMA target encoder is
+#    exported (the wrist frames are encoded by the same frozen encoder)
+stage pretrain wm-pretrain data_root="$RUN/data" out_dir="$RUN/pretrain" encoder=vit_tiny_cpu \
+    total_steps="$PRETRAIN_STEPS"
+# 3. frozen features of every frame (its views side by side), fp16, memory-mapped
+stage cache wm-cache data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/features" views="$VIEWS"
+# 4. the action-conditioned predictor on the cached features
+stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/features" views="$VIEWS" out_dir="$RUN/predictor" predictor=tiny \
+    max_steps="$TRAIN_STEPS" decay_steps="$DECAY_STEPS"
+
+if [ -n "$EXPORT" ]; then
+    mkdir -p "$(dirname "$EXPORT")"
+    rm -rf "$EXPORT.tmp"
+    cp -r "$RUN/predictor/world_model" "$EXPORT.tmp"
+    rm -rf "$EXPORT"
+    mv "$EXPORT.tmp" "$EXPORT"
+    du -sh "$EXPORT"
+fi
+echo "== recipe: finished in $SECONDS s"
