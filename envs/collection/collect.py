@@ -26,7 +26,7 @@ from envs.collection.collector import (
     make_env,
     record_shard,
 )
-from envs.collection.config import CollectConfig, RENAMED, config_from_dict
+from envs.collection.config import RENAMED, CollectConfig, config_from_dict
 from worldmodel.config import plain_defaults, run_cli
 from worldmodel.data.writer import EpisodeWriter
 

@@ -12,8 +12,7 @@ import torch
 from worldmodel.data.clips import EpisodeClips, Mp4FolderClips, PreprocessedClips, open_clip_source
 from worldmodel.errors import DatasetError
 from worldmodel.frozen_encoder import FrozenEncoder
-from worldmodel.models.encoder import EncoderConfig
-from worldmodel.models.encoder import VisionTransformer
+from worldmodel.models.encoder import EncoderConfig, VisionTransformer
 from worldmodel.models.preprocess import PreprocessConfig
 from worldmodel.training.masking import (
     MaskPredictor,
