@@ -161,20 +161,6 @@ class ArmEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         return self.render_views() if self.render_mode == "rgb_array" else None
 
-    def camera_info(self) -> dict[str, Any]:
-        """Exterior camera pose and intrinsics for dataset metadata."""
-        size = self.cfg.image_size
-        fovy = np.deg2rad(self.cfg.camera_fovy_deg)
-        focal = 0.5 * size / np.tan(fovy / 2)
-        return {
-            "name": "exterior",
-            "pos": list(self.cfg.camera_pos),
-            "lookat": list(self.cfg.camera_lookat),
-            "fovy_deg": self.cfg.camera_fovy_deg,
-            "intrinsics": [[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]],
-            "image_size": size,
-        }
-
     # ----------------------------------------------------------------- configurations
     def place_config(self, cfg: GoalConfig) -> None:
         """Kinematically put the scene into ``cfg`` (zero velocities, ctrl = pose), then forward."""

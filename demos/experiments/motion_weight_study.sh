@@ -8,7 +8,7 @@
 #
 #   RUN=runs/shipped OUT=runs/motion_weight bash demos/experiments/motion_weight_study.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 RUN=${RUN:?RUN=<a finished recipe run folder>}
 OUT=${OUT:-runs/motion_weight}
 WEIGHTS=${WEIGHTS:-0 3 10 30}
@@ -26,10 +26,10 @@ for w in $WEIGHTS; do
 done
 echo "== motion gain (24 start frames x 3 moves; 1 = the predictor moves the view as far as the arm)"
 echo "-- recipe model, before fine-tuning"
-python planning/harness/diagnostics/motion_gain.py --model "$RUN/predictor/world_model" --instances 24 --moves 3 | tail -3
+python -m planning.harness.diagnostics.motion_gain --model "$RUN/predictor/world_model" --instances 24 --moves 3 | tail -3
 for w in $WEIGHTS; do
     echo "-- motion_weight=$w, val: $(tail -n 1 "$OUT/mw$w/eval_log.csv")"
-    python planning/harness/diagnostics/motion_gain.py --model "$OUT/mw$w/world_model" --instances 24 --moves 3 | tail -3
+    python -m planning.harness.diagnostics.motion_gain --model "$OUT/mw$w/world_model" --instances 24 --moves 3 | tail -3
 done
 dev_eval() {  # model folder, out dir
     wm-eval model="$1" out_dir="$2" workers=2 \

@@ -10,7 +10,7 @@
 # Then evaluate:  wm-eval model=models/shipped tasks=[reach,grasp,reach_with_object,pick_place] \
 #                   methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem] episodes=50
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 RUN=${RUN:-runs/shipped}
 EPISODES=${EPISODES:-600}

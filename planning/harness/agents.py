@@ -45,30 +45,20 @@ class Agent(Protocol):
 Budgets = Sequence[int] | Mapping[str, Sequence[int]] | None
 # Control steps per sub-goal image within the tasks' time limits (envs.MAX_EPISODE_STEPS),
 # for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, closed on
-# it, lifted;
-# pick_place = hover, at object, grasped, carried, placed.
+# it, lifted; pick_place = hover, at object, grasped, carried, placed.
 SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
-# Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost); the
-# demo uses it and configs/eval.yaml restates it for wm_cem / wm_icem (a test keeps them equal).
-# A tie-breaker, small against what a close gains in predicted energy with the wrist view
-# (0.0865 -> 0.0358 to the "grasped" image, planning/harness/diagnostics/diagnose_grasp.py): at 0.05 the effort ate
-# that gain and the shipped model grasped 5/20 instead of 15/20 at 0.01.
+# Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost): keep the
+# gripper unless the goal pays for moving it. A tie-breaker, small against the energy a real
+# grasp gains (docs/experiments/ has the measurements behind the value).
 GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
 # How world-model planning executes the gripper (MPCConfig.gripper_close_at /
-# hold_arm_on_gripper): a planned closing of >= 0.3 closes it all the way, and the arm stands
-# still in a step that grasps or releases (the gripper command passes 0.5). The demo uses it
-# and configs/eval.yaml restates it under ``mpc`` (a test keeps them equal). Without it, CEM's
-# mean over elites that close and elites that wait closed the gripper part-way (a grasp that
-# slipped in the carry), and the first step toward the "placed" image opened the gripper while
-# moving, throwing the object off the target (development instances, planning/harness/diagnostics/trace_episode.py:
-# planned closings of 0.46-0.90 on the first step of a "closed" image). Openings stay as
-# planned: executing every change of >= 0.45 all the way (openings too) dropped objects on
-# planning noise and grasped 29/50 instead of 33/50 (README).
+# hold_arm_on_gripper): a planned closing of >= 0.3 closes it all the way (CEM's mean over
+# elites that close and elites that wait would close it part-way, and the grasp slips), and the
+# arm stands still in a step that grasps or releases (the gripper command passes 0.5), so a
+# release does not throw the object. Openings are executed as planned.
 GRIPPER_EXECUTION = {"gripper_close_at": 0.3, "hold_arm_on_gripper": True}
 # Cameras the goal energy compares, per task and sub-goal (None: every view the model has);
-# configs/eval.yaml restates it as ``energy_views``. See ``PlannerAgent``. Empty: all views
-# everywhere. The exterior view alone for reach was tried on the shipped model and gained
-# nothing on the 50 evaluation episodes (CEM 43/50 either way, iCEM 41 vs 44; README).
+# see ``PlannerAgent``. Empty: all views everywhere.
 EnergyViews = Mapping[str, Sequence[str | Sequence[str] | None] | None] | None
 ENERGY_VIEWS: dict[str, tuple[str | None, ...]] = {}
 

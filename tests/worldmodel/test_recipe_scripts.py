@@ -27,7 +27,7 @@ def _bash(script: str, env: dict[str, str]) -> str:
 def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     run, study = tmp_path / "run", tmp_path / "study"
     out = _bash(
-        "recipe_cpu.sh",
+        "recipes/recipe_cpu.sh",
         {"RUN": str(run), "EPISODES": "6", "PRETRAIN_STEPS": "3", "TRAIN_STEPS": "6",
          "DECAY_STEPS": "2", "EXPORT": ""},
     )  # fmt: skip
@@ -35,7 +35,7 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"]
     out = _bash(
-        "motion_weight_study.sh",
+        "experiments/motion_weight_study.sh",
         {"RUN": str(run), "OUT": str(study), "WEIGHTS": "0 5", "STEPS": "4",
          "DEV_WEIGHTS": "5", "DEV_EPISODES": "1"},
     )  # fmt: skip

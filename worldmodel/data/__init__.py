@@ -1,23 +1,38 @@
-"""Episode datasets: on-disk format, writer, decord reader (``ClipDataset`` lives in
-``worldmodel.data.clips`` so that importing this package does not import torch)."""
+"""Episode datasets: the on-disk format (``meta``, ``steps``), the writer, the decord reader,
+clips (``clips.ClipDataset`` and the one clip indexer) and the action convention (``actions``).
 
-from worldmodel.data.episodes import Clip, EpisodeDataset, open_dataset
-from worldmodel.data.meta import FORMAT_VERSION, CameraMeta, DatasetMeta, VideoSpec, read_meta
-from worldmodel.data.steps import StepTable, load_steps, make_step_table
-from worldmodel.data.writer import EpisodeWriter, episode_name
+Public API, imported lazily (``worldmodel.data.actions`` alone, for the action bounds, imports
+neither decord nor torch): :func:`open_dataset`, :class:`EpisodeDataset`, :class:`Clip`,
+:class:`EpisodeWriter`, :func:`episode_name`, :class:`DatasetMeta`, :class:`CameraMeta`,
+:class:`VideoSpec`, :func:`read_meta`, :data:`FORMAT_VERSION`, :class:`StepTable`,
+:func:`load_steps`, :func:`make_step_table`.
+"""
 
-__all__ = [
-    "FORMAT_VERSION",
-    "CameraMeta",
-    "Clip",
-    "DatasetMeta",
-    "EpisodeDataset",
-    "EpisodeWriter",
-    "StepTable",
-    "VideoSpec",
-    "episode_name",
-    "load_steps",
-    "make_step_table",
-    "open_dataset",
-    "read_meta",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Clip": "worldmodel.data.episodes",
+    "EpisodeDataset": "worldmodel.data.episodes",
+    "open_dataset": "worldmodel.data.episodes",
+    "FORMAT_VERSION": "worldmodel.data.meta",
+    "CameraMeta": "worldmodel.data.meta",
+    "DatasetMeta": "worldmodel.data.meta",
+    "VideoSpec": "worldmodel.data.meta",
+    "read_meta": "worldmodel.data.meta",
+    "StepTable": "worldmodel.data.steps",
+    "load_steps": "worldmodel.data.steps",
+    "make_step_table": "worldmodel.data.steps",
+    "EpisodeWriter": "worldmodel.data.writer",
+    "episode_name": "worldmodel.data.writer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'worldmodel.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

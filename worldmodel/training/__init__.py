@@ -1,3 +1,28 @@
 """Training on recorded episodes: V-JEPA encoder pretraining (wm-pretrain), the frozen-feature
 cache (wm-cache), the action-conditioned predictor (wm-train), their run folders and DDP setup.
-Each CLI lives in its module (``pretrain``, ``cache``, ``train``); import what you need from there."""
+
+Public API (imported lazily, so ``python -m worldmodel.training.train`` runs its module once):
+:class:`PretrainConfig`, :class:`CacheConfig` / :func:`build_cache`, :class:`TrainConfig`; the
+loops are ``worldmodel.training.pretrain.train`` and ``worldmodel.training.train.train``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PretrainConfig": ("worldmodel.training.pretrain", "PretrainConfig"),
+    "CacheConfig": ("worldmodel.training.cache", "CacheConfig"),
+    "build_cache": ("worldmodel.training.cache", "build_cache"),
+    "TrainConfig": ("worldmodel.training.train_config", "TrainConfig"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'worldmodel.training' has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attr)

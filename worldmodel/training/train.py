@@ -82,7 +82,7 @@ def clip_losses(
             actions, states: (B, T, 7).
         event_weight: weight of transitions whose gripper action opens/closes (1: unweighted).
             The gripper changes few pixels; up-weighting is meant to make the predictor learn
-            it (at 10 the tiny preset still did not: see the README's grasp analysis).
+            it (at 10 the tiny preset still did not: docs/experiments/).
         motion_weight: > 0 weights each target token by how much it truly changed
             (:func:`motion_weights`); 0: unweighted.
 

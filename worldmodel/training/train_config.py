@@ -32,7 +32,7 @@ class TrainConfig:
     # loss weight of a target token: 1 + motion_weight * (its true change from the frame before /
     # the batch's mean change); > 0 spends the predictor on what moves (the wrist view's scene
     # slides when the arm moves; the plain L1 predicts a tenth of that slide, weight 30 a fifth,
-    # without raising planning success: README, demos/experiments/motion_weight_study.sh)
+    # without raising planning success: docs/experiments/, demos/experiments/motion_weight_study.sh)
     motion_weight: float = 0.0
     # a world model folder whose predictor starts the training (fine-tuning; same preset, views,
     # pooling and encoder required); ignored when out_dir holds a checkpoint to resume

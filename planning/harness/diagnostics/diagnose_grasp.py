@@ -1,4 +1,4 @@
-"""Does a world model see and predict a grasp? Three checks behind the README's grasp analysis.
+"""Does a world model see and predict a grasp? Three checks behind the grasp analysis in docs/experiments/.
 
 For pick-and-place instances (``--episodes``), the arm is put at the "at the object, gripper
 open" sub-goal (sub-goal 1 of the default schedule; sub-goal 2 is "closed on the object"):
