@@ -9,8 +9,7 @@ project's errors. Subpackages: ``models``, ``data``, ``training``, ``checkpoints
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldmodel._lazy import lazy_exports
 
 _EXPORTS = {
     "WorldModel": "worldmodel.world_model",
@@ -28,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'worldmodel' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("worldmodel", _EXPORTS)

@@ -10,8 +10,7 @@ neither decord nor torch): :func:`open_dataset`, :class:`EpisodeDataset`, :class
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldmodel._lazy import lazy_exports
 
 _EXPORTS = {
     "Clip": "worldmodel.data.episodes",
@@ -31,8 +30,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'worldmodel.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports("worldmodel.data", _EXPORTS)

@@ -8,8 +8,7 @@ loops are ``worldmodel.training.pretrain.train`` and ``worldmodel.training.train
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from worldmodel._lazy import lazy_exports
 
 _EXPORTS = {
     "PretrainConfig": ("worldmodel.training.pretrain", "PretrainConfig"),
@@ -20,9 +19,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'worldmodel.training' has no attribute {name!r}")
-    module, attr = _EXPORTS[name]
-    return getattr(importlib.import_module(module), attr)
+__getattr__ = lazy_exports("worldmodel.training", _EXPORTS)
