@@ -225,9 +225,20 @@ class MPCController:
         return res.actions[0, :k].cpu().numpy().astype(np.float32), info
 
     def act(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
-        """One control step: the next (A,) action (replanning when the chunk is used up)."""
+        """One control step: the next (A,) action (replanning when the chunk is used up).
+
+        Raises ValueError on a non-finite ``state`` (a bad sensor reading must not become a
+        command) and RuntimeError when the plan or its energy is not finite (e.g. a model
+        with NaN weights)."""
+        if not np.all(np.isfinite(np.asarray(state, dtype=np.float64))):
+            raise ValueError(f"MPCController: state contains NaN or inf: {state}")
         if not self._queue:
             chunk, info = self.plan_chunk(rgb, state)
+            if not (np.all(np.isfinite(chunk)) and np.isfinite(info.energy)):
+                raise RuntimeError(
+                    f"MPCController: non-finite plan (energy {info.energy}, actions {chunk}); "
+                    "is the model's output finite?"
+                )
             self._queue = list(chunk)
             self._last_info = info
         else:

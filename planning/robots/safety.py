@@ -94,6 +94,9 @@ class SafetyFilter:
         """Return the (A,) action to send given the (7,) state; log a warning on any clamp."""
         lim, lay = self.limits, self.limits.layout
         requested = self.check_action(action)
+        state = np.asarray(state, dtype=np.float64)
+        if not np.all(np.isfinite(state)):  # limits relative to a bad reading mean nothing
+            raise ValueError(f"state contains NaN or inf (a bad sensor reading?): {state}")
         out, reasons = requested.copy(), []
         xyz, rot, g = lay.xyz_slice(), lay.rotation_slice(), lay.gripper_index
         if xyz is not None:

@@ -237,3 +237,24 @@ def test_queued_chunk_rows_are_filtered_against_the_state_they_are_sent_in(toy):
     assert grips[closing] == pytest.approx(1.0)  # from open: the close row sends +1
     assert not out.planned[closing, :-1].any()  # the arm stood still in the grasp step
     assert abs(out.planned[1 - closing, 0]) > 0.005  # and moved in the other
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_state_is_refused_before_planning(toy, bad):
+    ctrl = MPCController(toy, CEMPlanner())
+    ctrl.set_goal(IMG, goal_states=START)
+    state = START.copy()
+    state[2] = bad
+    with pytest.raises(ValueError, match="state contains NaN or inf"):
+        ctrl.act(IMG, state)
+    assert np.all(np.isfinite(ctrl.act(IMG, START)[0]))  # the controller keeps working
+
+
+def test_a_non_finite_plan_is_refused(toy, monkeypatch):
+    ctrl = MPCController(toy, CEMPlanner())
+    ctrl.set_goal(IMG, goal_states=START)
+    monkeypatch.setattr(
+        toy, "rollout", lambda z, s, a: torch.full((*a.shape[:3], *z.shape[1:]), float("nan"))
+    )
+    with pytest.raises(RuntimeError, match="non-finite plan"):
+        ctrl.act(IMG, START)

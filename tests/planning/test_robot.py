@@ -178,3 +178,12 @@ def test_sim_robot_over_real_env():
             assert np.linalg.norm(obs1.state[:3] - obs0.state[:3]) > 0.005
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("index", [0, 2, 6])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_safety_filter_refuses_a_non_finite_state(index, bad):
+    state = STATE.copy()
+    state[index] = bad
+    with pytest.raises(ValueError, match="state contains NaN or inf"):
+        SafetyFilter().filter(np.zeros(7, np.float32), state)
