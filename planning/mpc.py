@@ -65,13 +65,19 @@ class MPCConfig:
         """The action(s) to send: ``actions`` (A,) or a (k, A) chunk as planned, filtered as
         the class docstring says from the current (S,) ``state`` (the gripper closure of each
         later row of a chunk follows from the rows before it). The plan itself when both
-        filters are off."""
+        filters are off. A gripper change stays in [-1, 1] whatever the reported gripper.
+
+        Raises ValueError on a non-finite ``state`` or ``actions``."""
+        if not (np.all(np.isfinite(state)) and np.all(np.isfinite(actions))):
+            raise ValueError(f"MPCConfig.execute: non-finite state {state} or actions {actions}")
         close, hold = self.gripper_close_at, self.hold_arm_on_gripper
         if close is None and not hold:
             return actions
         out = np.array(actions, dtype=np.float32, copy=True)
         rows = out.reshape(-1, out.shape[-1])  # a view: rows are edited in place
-        grip = float(np.asarray(state).reshape(-1)[-1])
+        # The robot's gripper lies in [0, 1]: a reading outside (sensor noise, another
+        # convention) must not turn "close fully" into a change beyond the action box.
+        grip = min(max(float(np.asarray(state).reshape(-1)[-1]), 0.0), 1.0)
         for row in rows:
             if close is not None and row[-1] >= close:
                 row[-1] = 1.0 - grip
@@ -163,6 +169,8 @@ class MPCController:
         self._energy_fns = [f or self.energy_fn for f in (energy_fns or [None] * len(images))]
         if goal_states is not None:
             goal_states = np.asarray(goal_states, dtype=np.float32).reshape(len(images), -1)
+            if not np.all(np.isfinite(goal_states)):
+                raise ValueError("set_goal: goal_states contain NaN or inf")
         self._goal_images, self._goal_states = images, goal_states
         self._budgets = None if budgets is None else [int(b) for b in budgets]
         self._z_goals = None
@@ -203,6 +211,8 @@ class MPCController:
         """Replan now and return the (k, A) chunk to execute plus diagnostics."""
         if not self.has_goal:
             raise ValueError("MPCController: no goal set; call set_goal first")
+        if not np.all(np.isfinite(np.asarray(state, dtype=np.float64))):
+            raise ValueError(f"MPCController: state contains NaN or inf: {state}")
         state = np.asarray(state, dtype=np.float32).reshape(1, -1)
         z = self._encode(np.asarray(rgb)[None], state)  # (1, N, D), once per control step
         if self._z_goals is None:
@@ -222,7 +232,13 @@ class MPCController:
             float(res.energy[0]), res.energy_trace[:, 0].cpu().numpy(),
             float(res.elite_spread[0]), float(res.seconds), self._subgoal, True, current,
         )  # fmt: skip
-        return res.actions[0, :k].cpu().numpy().astype(np.float32), info
+        chunk = res.actions[0, :k].cpu().numpy().astype(np.float32)
+        if not (np.all(np.isfinite(chunk)) and np.isfinite(info.energy)):
+            raise RuntimeError(
+                f"MPCController: non-finite plan (energy {info.energy}, actions {chunk}); "
+                "is the model's output finite?"
+            )
+        return chunk, info
 
     def act(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
         """One control step: the next (A,) action (replanning when the chunk is used up).
@@ -234,11 +250,6 @@ class MPCController:
             raise ValueError(f"MPCController: state contains NaN or inf: {state}")
         if not self._queue:
             chunk, info = self.plan_chunk(rgb, state)
-            if not (np.all(np.isfinite(chunk)) and np.isfinite(info.energy)):
-                raise RuntimeError(
-                    f"MPCController: non-finite plan (energy {info.energy}, actions {chunk}); "
-                    "is the model's output finite?"
-                )
             self._queue = list(chunk)
             self._last_info = info
         else:

@@ -38,6 +38,9 @@ from worldmodel.models.state_ops import propagate_states
 from worldmodel.models.views import MultiViewEncoder, parse_views, view_token_mask
 
 ENCODER_DIR = "encoder"
+# Frames smaller than this carry no scene (a 1x2 goal image would be upsampled into a blur the
+# planner then chases); the smallest datasets we make are 64 px.
+MIN_IMAGE_SIDE = 16
 
 
 class RolloutHistory(NamedTuple):
@@ -122,6 +125,15 @@ class WorldModel:
                 f"expected images (B,H,W,3) uint8 and states (B,7), got "
                 f"{tuple(images.shape)} and {tuple(states.shape)}"
             )
+        if images.dtype not in (torch.uint8, np.uint8):
+            raise ValueError(f"expected uint8 images (0..255), got {images.dtype}")
+        if min(images.shape[1:3]) < MIN_IMAGE_SIDE:
+            raise ValueError(
+                f"images of {images.shape[1]}x{images.shape[2]} px are too small to plan on "
+                f"(at least {MIN_IMAGE_SIDE} px per side)"
+            )
+        if not bool(torch.isfinite(torch.as_tensor(states)).all()):
+            raise ValueError("states hold NaN or inf")
         feats = torch.as_tensor(self.encoder.encode_frames(images)).float()  # (B, h*w, D)
         return layer_norm(self.predictor.pool(feats.to(self.device)))
 

@@ -159,7 +159,14 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def check_inputs(dynamics: LatentDynamics, cfg: CEMConfig, z: Tensor, z_goal: Tensor) -> None:
+def check_inputs(
+    dynamics: LatentDynamics, cfg: CEMConfig, z: Tensor, z_goal: Tensor, state: Tensor | None = None
+) -> None:
+    """Shapes agree and every input is finite: a NaN state or latent would make every sample's
+    energy NaN and the "best" plan an arbitrary one."""
+    for name, x in (("state", state), ("z", z), ("z_goal", z_goal)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"planner input {name} contains NaN or inf")
     if dynamics.action_dim != cfg.action_dim:
         raise ValueError(
             f"dynamics.action_dim={dynamics.action_dim} but the planner bounds have "
@@ -218,16 +225,20 @@ def initial_gaussian(
         mean = torch.zeros(shape, device=dev)
     elif tuple(init_mean.shape) != shape:
         raise ValueError(f"init_mean must be {shape}, got {tuple(init_mean.shape)}")
+    elif not bool(torch.isfinite(init_mean).all()):
+        raise ValueError("init_mean contains NaN or inf (the warm start)")
     else:
         mean = bounds.project(init_mean.to(dev, torch.float32))
     std = (cfg.init_std * bounds.half_range * bounds.free).expand(shape).clone()
     return mean, std
 
 
-def plan_setup(cfg, dynamics: LatentDynamics, z: Tensor, z_goal: Tensor, init_mean, generator):
+def plan_setup(
+    cfg, dynamics: LatentDynamics, z: Tensor, z_goal: Tensor, init_mean, generator, state=None
+):
     """What every CEM-family planner does first: check inputs, start the clock, and make the
     generator, the bounds and the initial Gaussian. Returns (start, gen, bounds, mean, std)."""
-    check_inputs(dynamics, cfg, z, z_goal)
+    check_inputs(dynamics, cfg, z, z_goal, state)
     start = time.perf_counter()
     gen = make_generator(cfg.seed, z.device) if generator is None else generator
     bounds = ActionBounds(cfg, z.device)
@@ -276,7 +287,9 @@ class CEMPlanner:
     ) -> PlanResult:
         """Plan (B, H, A) actions from latents z (B,N,D), states (B,7) towards z_goal (B,N,D)."""
         cfg = self.cfg
-        start, gen, bounds, mean, std = plan_setup(cfg, dynamics, z, z_goal, init_mean, generator)
+        start, gen, bounds, mean, std = plan_setup(
+            cfg, dynamics, z, z_goal, init_mean, generator, state
+        )
         score = make_score(cfg, bounds, dynamics, z, state, z_goal, energy_fn)
         trace = []
         with torch.no_grad():

@@ -114,7 +114,9 @@ class ICEMPlanner:
         """Plan (B, H, A) actions from latents z (B,N,D), states (B,7) towards z_goal (B,N,D)."""
         cfg = self.cfg
         B, H, A, dev = z.shape[0], cfg.horizon, cfg.action_dim, z.device
-        start, gen, bounds, mean, std = plan_setup(cfg, dynamics, z, z_goal, init_mean, generator)
+        start, gen, bounds, mean, std = plan_setup(
+            cfg, dynamics, z, z_goal, init_mean, generator, state
+        )
         score = make_score(cfg, bounds, dynamics, z, state, z_goal, energy_fn)
         min_std = cfg.min_std * bounds.half_range * bounds.free
         colour = coloured_noise_filter(H, cfg.noise_beta, dev)

@@ -74,7 +74,7 @@ def reference_cem(
         for _ in range(cfg.iterations):
             z = dynamics.encode(images, states)  # deliberately re-encoded every iteration
             z_goal = dynamics.encode(goal_images, goal_states)
-            check_inputs(dynamics, cfg, z, z_goal)
+            check_inputs(dynamics, cfg, z, z_goal, states)
 
             def score(actions: Tensor, z=z, z_goal=z_goal) -> Tensor:
                 return energy_fn(dynamics.rollout(z, states, actions), z_goal)

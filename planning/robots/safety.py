@@ -3,7 +3,9 @@ except a gripper target saturating at its range, which planners do every step: d
 
 Order: reject malformed actions (shape, NaN/inf: ValueError), keep the xyz target in the
 workspace box, cap the xyz step norm, cap the rotation step norm, keep the gripper target in
-range. The state layout is assumed to match the action layout for xyz and gripper (DROID).
+range with a change of at most the gripper range. Whatever comes in, what goes out is finite,
+inside the action box and inside these limits (tested with random inputs, hypothesis). The
+state layout is assumed to match the action layout for xyz and gripper (DROID).
 """
 
 from __future__ import annotations
@@ -117,8 +119,12 @@ class SafetyFilter:
         if g is not None:
             grip = float(state[g])
             target = float(np.clip(grip + out[g], lim.gripper_low, lim.gripper_high))
-            if not np.isclose(target, grip + out[g]):
-                out[g] = target - grip
+            # A reading outside the range (sensor noise) must not turn the way back into a
+            # change larger than the range itself: the delta stays in the action box.
+            span = lim.gripper_high - lim.gripper_low
+            delta = float(np.clip(target - grip, -span, span))
+            if not np.isclose(delta, out[g]):
+                out[g] = delta
                 reasons.append("gripper")
         report = ClampReport(requested.astype(np.float32), out.astype(np.float32), tuple(reasons))
         if report.clamped:  # a gripper pushed past fully open/closed is routine: debug level

@@ -258,3 +258,20 @@ def test_a_non_finite_plan_is_refused(toy, monkeypatch):
     )
     with pytest.raises(RuntimeError, match="non-finite plan"):
         ctrl.act(IMG, START)
+
+
+@pytest.mark.parametrize("reported_grip", [-0.5, -0.9, 1.7])
+def test_gripper_close_at_stays_in_the_action_box_for_any_reported_gripper(reported_grip):
+    """#22 item 6: a reported gripper outside [0, 1] made "close fully" a change of 1.2-1.9."""
+    cfg = MPCConfig(gripper_close_at=0.5, hold_arm_on_gripper=True)
+    chunk = np.zeros((3, 7), dtype=np.float32)
+    chunk[:, -1] = [0.8, 0.9, -0.2]
+    state = np.array([0.4, 0, 0.3, 0, 0, 0, reported_grip], dtype=np.float32)
+    out = cfg.execute(chunk, state)
+    assert np.all(np.abs(out[:, -1]) <= 1.0), out[:, -1]
+    assert np.all(np.isfinite(out))
+
+
+def test_execute_refuses_non_finite_state():
+    with pytest.raises(ValueError, match="non-finite"):
+        MPCConfig(gripper_close_at=0.5).execute(np.zeros(7), np.full(7, np.nan))

@@ -184,12 +184,12 @@ def test_init_from_starts_from_a_saved_predictor(data, tmp_path, small_train_cfg
         motion_weight=1.0,
     )
     train(tuned, source=_source(data))
-    got = torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=False)["model"]
+    got = torch.load(tmp_path / "tuned" / "checkpoint.pt", weights_only=True)["model"]
     for k, v in saved.items():
         torch.testing.assert_close(got[k], v, atol=1e-6, rtol=1e-5)
     fresh = dataclasses.replace(tuned, out_dir=str(tmp_path / "fresh"), init_from="")
     train(fresh, source=_source(data))
-    other = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
+    other = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=True)["model"]
     assert any(not torch.allclose(other[k], v) for k, v in saved.items())
     wrong = dataclasses.replace(tuned, out_dir=str(tmp_path / "wrong"), pool_kernel=1)
     with pytest.raises(CheckpointError, match="init_from"):
@@ -271,14 +271,14 @@ def test_crash_then_rerun_resumes_identically(data, tmp_path, small_train_cfg):
     crashed = dataclasses.replace(cfg, out_dir=str(tmp_path / "crashed"))
     with pytest.raises(_CrashError):
         train(crashed, source=_CrashingSource(_source(data), crash_at=14))  # after ckpt at 10
-    state = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 10
     train(crashed, source=_source(data))
     a = np.genfromtxt(tmp_path / "straight" / "train_log.csv", delimiter=",", names=True)
     b = np.genfromtxt(tmp_path / "crashed" / "train_log.csv", delimiter=",", names=True)
     assert b["step"].tolist() == list(range(1, 26))
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5, atol=1e-6)
-    wa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    wb = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=True)["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)

@@ -97,7 +97,7 @@ def test_kill9_then_rerun_resumes(setup, tmp_path):
     time.sleep(1.0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    step = torch.load(ckpt, weights_only=False)["step"]
+    step = torch.load(ckpt, weights_only=True)["step"]
     assert 0 < step < 400
     rerun = _args(setup, out, step + 3, ckpt_every=3)
     subprocess.run(
@@ -106,6 +106,6 @@ def test_kill9_then_rerun_resumes(setup, tmp_path):
         env=_env(),
         timeout=300,
     )
-    assert torch.load(ckpt, weights_only=False)["step"] == step + 3
+    assert torch.load(ckpt, weights_only=True)["step"] == step + 3
     steps = np.genfromtxt(out / "train_log.csv", delimiter=",", names=True)["step"]
     assert steps.tolist() == list(range(1, step + 4))  # rows after the checkpoint were redone

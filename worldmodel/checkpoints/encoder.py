@@ -15,10 +15,15 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
-from worldmodel.checkpoints.strict import load_state_strict
+from worldmodel.checkpoints.strict import (
+    describe,
+    load_state_strict,
+    read_json_object,
+    read_safetensors,
+)
 from worldmodel.errors import CheckpointError
 from worldmodel.models.encoder import EncoderConfig, VisionTransformer
 from worldmodel.models.preprocess import PreprocessConfig
@@ -71,16 +76,25 @@ def load_published_encoder(
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of several types
-        raise CheckpointError(f"cannot read {path} as a torch checkpoint: {err}") from err
+        raise CheckpointError(
+            f"cannot read {path} as a torch checkpoint (weights only): {describe(err)}"
+        ) from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict, got {type(ckpt).__name__}")
     if entry is None:
         entry = next((e for e in ("target_encoder", "encoder") if e in ckpt), None)
+        if entry is None and not all(isinstance(v, Tensor) for v in ckpt.values()):
+            raise CheckpointError(
+                f"{path}: expected a 'target_encoder' or 'encoder' entry (or a bare state dict); "
+                f"entries: {sorted(map(str, ckpt))[:12]}"
+            )
         raw = ckpt if entry is None else ckpt[entry]
     elif entry not in ckpt:
         raise CheckpointError(f"{path}: no entry {entry!r}; entries: {sorted(ckpt)}")
     else:
         raw = ckpt[entry]
+    if not isinstance(raw, dict) or not raw:
+        raise CheckpointError(f"{path}[{entry}]: expected a non-empty dict of encoder tensors")
     state = {}
     for key, value in raw.items():
         if not isinstance(value, Tensor):
@@ -129,6 +143,24 @@ def _hf_to_published(state: dict[str, Tensor], source: str) -> dict[str, Tensor]
     return out
 
 
+# Hugging Face config values our encoder implements (others would load and compute other features).
+HF_SUPPORTED = {"hidden_act": ("gelu",), "model_type": ("vjepa2",)}
+
+
+def check_hf_config(hf_cfg: dict, path: Path) -> None:
+    """Refuse a Hugging Face config whose settings we do not implement, naming the field."""
+    for key, allowed in HF_SUPPORTED.items():
+        if key in hf_cfg and hf_cfg[key] not in allowed:
+            raise CheckpointError(
+                f"{path}: {key}={hf_cfg[key]!r} is not supported (this encoder implements "
+                f"{key} in {list(allowed)})"
+            )
+    for key in ("crop_size", "patch_size", "num_attention_heads"):
+        value = hf_cfg.get(key)
+        if value is not None and not (isinstance(value, int | list) and value):
+            raise CheckpointError(f"{path}: {key} must be a positive integer, got {value!r}")
+
+
 def load_hf_encoder(folder: str | os.PathLike) -> VisionTransformer:
     """Load the encoder of a Hugging Face ``VJEPA2Model`` folder (config.json + *.safetensors)."""
     folder = Path(folder)
@@ -136,10 +168,11 @@ def load_hf_encoder(folder: str | os.PathLike) -> VisionTransformer:
     shards = sorted(folder.glob("*.safetensors"))
     if not config_path.is_file() or not shards:
         raise CheckpointError(f"{folder}: expected config.json and *.safetensors")
-    hf_cfg = json.loads(config_path.read_text())
+    hf_cfg = read_json_object(config_path, "Hugging Face config")
+    check_hf_config(hf_cfg, config_path)
     state: dict[str, Tensor] = {}
     for shard in shards:
-        state.update(load_file(str(shard)))
+        state.update(read_safetensors(shard))
     source = str(folder)
     state = _hf_to_published(state, source)
     patch = hf_cfg.get("patch_size", 16)
@@ -181,16 +214,22 @@ def read_our_config(folder: str | os.PathLike) -> tuple[EncoderConfig, Preproces
     path = Path(folder) / "config.json"
     if not path.is_file():
         return None
-    meta = json.loads(path.read_text())
+    meta = read_json_object(path, "encoder config")
     if meta.get("format") != OUR_FORMAT:
         return None
     if meta.get("version") != OUR_FORMAT_VERSION:
         raise CheckpointError(f"{path}: version {meta.get('version')} != {OUR_FORMAT_VERSION}")
+    enc, pre = meta.get("encoder"), meta.get("preprocess")
+    if not isinstance(enc, dict) or not isinstance(pre, dict):
+        raise CheckpointError(f"{path}: expected 'encoder' and 'preprocess' objects")
     known = {f.name for f in fields(EncoderConfig)}
-    extra = sorted(set(meta["encoder"]) - known)
+    extra = sorted(set(enc) - known)
     if extra:
         raise CheckpointError(f"{path}: unknown encoder fields {extra}")
-    return EncoderConfig(**meta["encoder"]), PreprocessConfig.from_dict(meta["preprocess"])
+    try:
+        return EncoderConfig(**enc), PreprocessConfig.from_dict(pre)
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: bad encoder config ({describe(err)})") from err
 
 
 def load_encoder(folder: str | os.PathLike) -> tuple[VisionTransformer, PreprocessConfig]:
@@ -203,5 +242,5 @@ def load_encoder(folder: str | os.PathLike) -> tuple[VisionTransformer, Preproce
     if not weights.is_file():
         raise CheckpointError(f"{weights} does not exist")
     model = VisionTransformer(configs[0])
-    load_state_strict(model, load_file(str(weights)), str(weights))
+    load_state_strict(model, read_safetensors(weights), str(weights))
     return model.eval(), configs[1]

@@ -9,16 +9,20 @@ The published file is a ``torch.save`` dict whose ``predictor`` entry maps names
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
-from worldmodel.checkpoints.strict import load_state_strict, strip_prefixes
+from worldmodel.checkpoints.strict import (
+    describe,
+    load_state_strict,
+    read_json_object,
+    read_safetensors,
+    strip_prefixes,
+)
 from worldmodel.errors import CheckpointError
 from worldmodel.models.predictor import ACPredictor, PredictorConfig
 
@@ -62,7 +66,9 @@ def read_published_state(path: str | Path) -> dict[str, Tensor]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({err})") from err
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (weights only): {describe(err)}"
+        ) from err
     if not isinstance(raw, Mapping) or PUBLISHED_KEY not in raw:
         keys = sorted(raw) if isinstance(raw, Mapping) else type(raw).__name__
         raise CheckpointError(f"{path}: expected a dict with a '{PUBLISHED_KEY}' entry, got {keys}")
@@ -110,14 +116,14 @@ def load_predictor_folder(folder: Path) -> tuple[ACPredictor, dict]:
     cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not cfg_path.is_file() or not w_path.is_file():
         raise CheckpointError(f"{folder}: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from err
+    meta = read_json_object(cfg_path, "world-model config")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{cfg_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
-    predictor = ACPredictor(predictor_config_from_dict(meta.get("predictor", {}), str(cfg_path)))
-    load_state_strict(predictor, load_file(str(w_path)), str(w_path), what="predictor")
+    raw_cfg = meta.get("predictor")
+    if not isinstance(raw_cfg, dict):
+        raise CheckpointError(f"{cfg_path}: expected a 'predictor' object, got {raw_cfg!r:.60}")
+    predictor = ACPredictor(predictor_config_from_dict(raw_cfg, str(cfg_path)))
+    load_state_strict(predictor, read_safetensors(w_path), str(w_path), what="predictor")
     return predictor.eval(), meta

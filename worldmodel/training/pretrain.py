@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from worldmodel.checkpoints.encoder import save_encoder
+from worldmodel.checkpoints.strict import load_state_strict
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.data.clips import PreprocessedClips, open_clip_source
 from worldmodel.errors import DatasetError
@@ -208,11 +209,14 @@ def make_masker(cfg: PretrainConfig) -> MultiBlockMasker:
 
 def _restore(run_dir: Path, student, target, opt) -> tuple[int, list]:
     """Load the run's last checkpoint into the models/optimizer; (step, history) or (0, [])."""
-    ckpt = run_io.load_training_checkpoint(run_dir)
+    ckpt = run_io.load_training_checkpoint(
+        run_dir, required=("student", "target", "optimizer", "step", "history", "rng")
+    )
     if ckpt is None:
         return 0, []
-    student.load_state_dict(ckpt["student"])
-    target.load_state_dict(ckpt["target"])
+    path = str(run_dir / run_io.CHECKPOINT_NAME)
+    load_state_strict(student, ckpt["student"], path, what="student encoder")
+    load_state_strict(target, ckpt["target"], path, what="target encoder")
     opt.load_state_dict(ckpt["optimizer"])
     run_io.set_rng_state(ckpt["rng"])
     return ckpt["step"], ckpt["history"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import pickle
 import random
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worldmodel.checkpoints.strict import load_state_strict
+from worldmodel.checkpoints.strict import describe, load_state_strict
 from worldmodel.errors import CheckpointError
 from worldmodel.models.predictor import ACPredictor
 
@@ -32,32 +33,74 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states."""
+    """Python, numpy and torch RNG states as tensors and plain data (loadable with
+    ``weights_only=True``: a checkpoint never needs pickle's arbitrary objects)."""
+    version, words, gauss = random.getstate()
+    kind, key, pos, has_gauss, cached = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64),
+                   "gauss": gauss},
+        "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
+    }  # fmt: skip
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(w) for w in py["words"].tolist()), py["gauss"]))
+    np.random.set_state(
+        (npy["kind"], npy["key"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+         npy["cached_gaussian"])
+    )  # fmt: skip
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_training_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The last checkpoint of a run, or None when the run has none yet."""
+def load_training_checkpoint(
+    run_dir: Path, required: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    """The last checkpoint of a run, or None when the run has none yet.
+
+    Loaded with ``weights_only=True``: tensors and plain data only, so a checkpoint from a shared
+    or downloaded run folder cannot run code. ``required``: top-level keys that must be present.
+
+    Raises:
+        CheckpointError: the file is corrupt, holds objects other than tensors and plain data
+            (e.g. written by an older version, or crafted), or lacks a required key.
+    """
     path = run_dir / CHECKPOINT_NAME
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is corrupt: {err}; delete it to start over") from err
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):
+            raise CheckpointError(
+                f"{path} is corrupt ({describe(err)}); delete it to start over"
+            ) from err
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain data "
+            f"({describe(err)}): written by an older version, or not by wm-train/wm-pretrain. "
+            "Loading it could run code; move it away to start the run over."
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is corrupt ({describe(err)}); delete it to start over"
+        ) from err
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path}: expected a dict of training state, got {type(state).__name__}"
+        )
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not a training checkpoint of this run type: missing {missing} "
+            f"(has {sorted(state)})"
+        )
+    return state
 
 
 def write_log(run_dir: Path, history: list[dict[str, float]]) -> None:
@@ -202,7 +245,9 @@ def load_checkpoint(out: Path, predictor: ACPredictor, opt, sched, sampler) -> i
     Raises:
         CheckpointError: the file is corrupt or its weights do not fit the predictor.
     """
-    state = load_training_checkpoint(out)
+    state = load_training_checkpoint(
+        out, required=("model", "optimizer", "scheduler", "step", "data", "rng")
+    )
     if state is None:
         return 0
     load_state_strict(predictor, state["model"], str(out / CKPT_FILE), what="predictor")
