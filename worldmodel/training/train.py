@@ -162,6 +162,12 @@ def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tupl
             model, *batch, cfg.rollout_steps, cfg.gripper_event_weight, cfg.motion_weight
         )
         loss = tf_loss + torch.stack(roll).mean()
+    if not bool(torch.isfinite(loss)):  # before the update: the weights and checkpoint stay good
+        raise FloatingPointError(
+            f"wm-train: the loss is {float(loss)} at step {sched.last_epoch + 1}: non-finite "
+            "features or actions in the data, or a learning rate too high. The last checkpoint "
+            "is untouched; fix the cause and rerun to resume from it."
+        )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), cfg.grad_clip)
