@@ -21,3 +21,9 @@ class StaleCacheError(WorldModelError, ValueError):
 
 class CameraMismatchError(WorldModelError, ValueError):
     """A world model is used with a camera other than the one its training data was filmed with."""
+
+
+class CacheDirError(WorldModelError, ValueError):
+    """wm-cache refuses a cache folder: it is the dataset folder, contains it or lies inside its
+    episodes, or it holds files wm-cache did not write (writing or ``overwrite=true`` there
+    could destroy them)."""

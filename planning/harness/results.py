@@ -118,27 +118,44 @@ def write_tables(
 
 
 class EpisodeLog:
-    """Append-only JSONL of finished episodes, keyed by (task, method, episode, fingerprint)."""
+    """Append-only JSONL of finished episodes, keyed by (task, method, episode, fingerprint).
+
+    A line that cannot be read (torn by a killed run, or garbage) is skipped with a warning:
+    its episode simply runs again. An append after a torn last line starts on a new line, so a
+    new record never joins the torn one.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._done: dict[tuple, EpisodeResult] = {}
         if path.exists():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
+            # Bytes that are not UTF-8 spoil only their own line (it then fails to parse).
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            for n, line in enumerate(text.split("\n"), 1):
+                if not line.strip():
+                    continue
                 try:
                     rec = json.loads(line)
                     res = EpisodeResult(**rec["result"])
+                    key = (res.task, res.method, res.episode, rec["fingerprint"])
+                    hash(key)  # a fingerprint that is a list or object cannot key the log
                 except (json.JSONDecodeError, KeyError, TypeError) as err:
                     tqdm.write(f"wm-eval: skipping unreadable line {n} of {path}: {err}")
                     continue
-                self._done[(res.task, res.method, res.episode, rec["fingerprint"])] = res
+                self._done[key] = res
 
     def get(self, task: str, method: str, episode: int, fp: str) -> EpisodeResult | None:
         return self._done.get((task, method, episode, fp))
 
     def append(self, result: EpisodeResult, fp: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps({"fingerprint": fp, "result": asdict(result)}) + "\n")
+        line = json.dumps({"fingerprint": fp, "result": asdict(result)}) + "\n"
+        with self.path.open("a+b") as f:
+            f.seek(0, 2)
+            if f.tell() > 0:  # a torn last line (killed mid-write) has no newline: end it first
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode())  # one write, always at the end (append mode)
             f.flush()
         self._done[(result.task, result.method, result.episode, fp)] = result

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodel.errors import StaleCacheError
+from worldmodel.errors import CacheDirError, StaleCacheError
 from worldmodel.frozen_encoder import FrozenEncoder
 from worldmodel.models.encoder import EncoderConfig, VisionTransformer
 from worldmodel.models.preprocess import PreprocessConfig
 from worldmodel.training.cache import cache_dataset
-from worldmodel.training.feature_cache import FeatureCache, episode_file
+from worldmodel.training.feature_cache import MARKER_FILE, FeatureCache, episode_file
 
 MICRO = EncoderConfig(image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=2, mlp_dim=96)
 
@@ -102,3 +102,52 @@ def test_wm_cache_entry_point_on_episode_dataset(tmp_path):
     cache = FeatureCache(tmp_path / "feats", FrozenEncoder.load(tmp_path / "enc").identity())
     assert [cache.episode_length(i) for i in range(2)] == [5, 7]
     assert cache.features(1).shape == (7, 16, 48)
+
+
+def _wm_cache(tmp_path, cache_dir, **kw):
+    """build_cache on a 2-episode synthetic dataset with a saved micro encoder (in process)."""
+    from worldmodel.data.synthetic import write_synthetic_dataset
+    from worldmodel.training.cache import CacheConfig, build_cache
+
+    data, enc = tmp_path / "data", tmp_path / "enc"
+    if not data.exists():
+        write_synthetic_dataset(data, num_episodes=2, lengths=[4, 5])
+        make_encoder().save(enc)
+    cfg = CacheConfig(data_root=str(data), encoder_dir=str(enc), cache_dir=str(cache_dir),
+                      device="cpu", **kw)  # fmt: skip
+    return build_cache(cfg), FrozenEncoder.load(enc).identity()
+
+
+def test_cache_folder_carries_the_marker_and_overwrite_rebuilds_it(tmp_path):
+    root, identity = _wm_cache(tmp_path, tmp_path / "c")
+    marker = json.loads((root / MARKER_FILE).read_text())
+    assert marker["format"] == "worldmodel-feature-cache" and marker["created_by"] == "wm-cache"
+    stale = root / "ep_000007.npy.tmp.npy"  # left by a killed writer: wm-cache's own file
+    stale.write_bytes(b"x")
+    before = episode_file(root, 0).stat().st_mtime_ns
+    _wm_cache(tmp_path, root, overwrite=True)
+    assert not stale.exists() and episode_file(root, 0).stat().st_mtime_ns != before
+    assert sorted(p.name for p in root.iterdir()) == [
+        MARKER_FILE, "ep_000000.npy", "ep_000001.npy", "meta.json"
+    ]  # fmt: skip
+    assert FeatureCache(root, identity).features(1).shape == (5, 16, 48)
+
+
+def test_default_cache_dir_inside_the_dataset_and_an_empty_folder_are_fine(tmp_path):
+    root, identity = _wm_cache(tmp_path, "")
+    assert root == tmp_path / "data" / "features" and (root / MARKER_FILE).is_file()
+    (tmp_path / "empty").mkdir()
+    _wm_cache(tmp_path, tmp_path / "empty")
+    assert FeatureCache(tmp_path / "empty", identity).features(0).shape == (4, 16, 48)
+
+
+def test_cache_written_before_the_marker_still_resumes_but_is_not_deleted(tmp_path):
+    root, identity = _wm_cache(tmp_path, tmp_path / "c")
+    (root / MARKER_FILE).unlink()  # the layout of caches written before the marker
+    episode_file(root, 1).unlink()
+    _wm_cache(tmp_path, root)  # resume: only wm-cache's own files are written
+    assert not (root / MARKER_FILE).exists()
+    assert FeatureCache(root, identity).features(1).shape == (5, 16, 48)
+    with pytest.raises(CacheDirError, match=r"delete the folder by hand \(rm -r"):
+        _wm_cache(tmp_path, root, overwrite=True)
+    assert episode_file(root, 0).is_file()

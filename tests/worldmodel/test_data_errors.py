@@ -48,7 +48,11 @@ def test_missing_meta(root):
         (lambda raw: raw.pop("format_version"), "missing 'format_version'"),
         (lambda raw: raw.update(format_version=99), "unknown format_version 99"),
         (lambda raw: raw.pop("fps"), "missing required key 'fps'"),
-        (lambda raw: raw.update(cameras=[{"name": "exterior"}]), "invalid metadata"),
+        (
+            lambda raw: raw.update(cameras=[{"name": "exterior"}]),
+            r"missing required key 'cameras\[0\]\.width'",
+        ),
+        (lambda raw: raw.update(image_size="64"), r"field 'image_size' is '64' \(str\)"),
     ],
 )
 def test_bad_meta(root, edit, pattern):
@@ -128,6 +132,20 @@ def test_steps_not_npz(root):
     path.unlink()
     with pytest.raises(DatasetError, match="missing per-step table"):
         open_dataset(root)
+
+
+def test_frames_of_another_size_than_meta(root, tmp_path):
+    """A 64 px video in a 32 px dataset: every read checks the frame size against meta.json."""
+    other = tmp_path / "px64"
+    write_synthetic_dataset(other, num_episodes=1, lengths=8, image_size=64)
+    video = root / "episodes" / "ep_000001" / "exterior.mp4"
+    video.write_bytes((other / "episodes" / "ep_000000" / "exterior.mp4").read_bytes())
+    ds = open_dataset(root)
+    with pytest.raises(DatasetError, match=r"ep_000001/exterior\.mp4: frames are 64x64 px but"):
+        ds.read_clip(1, 0, 2)
+    with pytest.raises(DatasetError, match=r"meta\.json gives camera 'exterior' .* 32x32"):
+        open_dataset(root, verify_videos=True)
+    assert ds.read_clip(0, 0, 2).frames.shape == (2, 32, 32, 3)
 
 
 def test_unknown_camera(root):

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from worldmodel.data.episodes import EpisodeDataset, open_dataset
+from worldmodel.data.video import decode_frames, open_video
 from worldmodel.errors import DatasetError
 from worldmodel.models.preprocess import PreprocessConfig, Preprocessor
 
@@ -107,33 +108,28 @@ class ClipDataset(Dataset):
 
 
 class Mp4FolderClips:
-    """Clips from every ``*.mp4`` under a folder (recursive), decoded with decord."""
+    """Clips from every ``*.mp4`` under a folder (recursive), decoded with decord.
+
+    A file that is not a video, or one whose frames cannot be decoded, raises DatasetError
+    naming it (:func:`worldmodel.data.video.open_video` / ``decode_frames``).
+    """
 
     def __init__(self, root: str | os.PathLike, num_frames: int, stride: int = 1) -> None:
-        import decord
-
-        self.paths = sorted(Path(root).rglob("*.mp4"))
+        self.paths = sorted(p for p in Path(root).rglob("*.mp4") if p.is_file())
         if not self.paths:
             raise DatasetError(f"{root}: no .mp4 files found")
         self.num_frames, self.stride = num_frames, stride
-        lengths = []
-        for path in self.paths:
-            try:
-                lengths.append(len(decord.VideoReader(str(path), num_threads=1)))
-            except decord.DECORDError as err:
-                raise DatasetError(f"{path}: cannot decode video: {err}") from err
+        lengths = [len(open_video(path)) for path in self.paths]
         self.index = clip_windows(lengths, num_frames, stride, hop=None)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        import decord
-
         video, start = (int(v) for v in self.index[i])
-        reader = decord.VideoReader(str(self.paths[video]), num_threads=1)
+        path = self.paths[video]
         frame_ids = list(range(start, start + self.num_frames * self.stride, self.stride))
-        return reader.get_batch(frame_ids).asnumpy()  # (T, H, W, 3) uint8
+        return decode_frames(open_video(path), frame_ids, path)  # (T, H, W, 3) uint8
 
 
 class EpisodeClips:

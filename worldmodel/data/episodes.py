@@ -71,7 +71,7 @@ from typing import NamedTuple
 import numpy as np
 
 from worldmodel.data.actions import compose_actions
-from worldmodel.data.meta import DatasetMeta, read_meta
+from worldmodel.data.meta import META_FILE, DatasetMeta, read_meta
 from worldmodel.data.steps import STEPS_FILE, StepTable, load_steps
 from worldmodel.data.video import decode_frames, open_video
 from worldmodel.data.writer import EPISODE_RE, EPISODES_DIR, EpisodeWriter
@@ -185,9 +185,22 @@ class EpisodeDataset:
         return reader
 
     def read_frames(self, i: int, indices: np.ndarray, camera: str = "exterior") -> np.ndarray:
-        """Decode frames ``indices`` of episode i: (len(indices), H, W, 3) uint8."""
+        """Decode frames ``indices`` of episode i: (len(indices), H, W, 3) uint8.
+
+        Raises:
+            DatasetError: the video is missing or corrupt, or its frames are not the size
+                meta.json gives the camera (e.g. a 32 px video in a 64 px dataset).
+        """
         path = self.episode_dir(i) / f"{camera}.mp4"
-        return decode_frames(self._reader(i, camera), indices, path)
+        frames = decode_frames(self._reader(i, camera), indices, path)
+        cam = self.meta.camera(camera)
+        if frames.shape[1:] != (cam.height, cam.width, 3):
+            raise DatasetError(
+                f"{path}: frames are {frames.shape[2]}x{frames.shape[1]} px but "
+                f"{self.root / META_FILE} gives camera {camera!r} width x height "
+                f"{cam.width}x{cam.height} (image_size {self.meta.image_size}); expected equal"
+            )
+        return frames
 
     def read_episode_frames(self, i: int, camera: str = "exterior") -> np.ndarray:
         """All frames of episode i: (T, H, W, 3) uint8."""
@@ -223,7 +236,8 @@ class EpisodeDataset:
         return Clip(frames=frames, states=table.state[idx], actions=actions)
 
     def verify(self, i: int) -> None:
-        """Open every video of episode i, check its frame count, and decode its last frame."""
+        """Open every video of episode i, check its frame count, decode its last frame and check
+        its size against meta.json."""
         for camera in self.meta.camera_names:
             self.read_frames(i, np.array([self.episode_length(i) - 1]), camera)
 
@@ -233,7 +247,8 @@ def open_dataset(root: str | os.PathLike, verify_videos: bool = False) -> Episod
 
     Raises:
         DatasetError: missing/invalid meta.json, bad steps.npz, missing mp4, and (with
-            ``verify_videos``) corrupt mp4 or frame count != table rows.
+            ``verify_videos``) corrupt mp4, frame count != table rows or frame size != the
+            camera's size in meta.json.
     """
     dataset = EpisodeDataset(root)
     if verify_videos:

@@ -157,11 +157,91 @@ class DatasetMeta:
         return path
 
 
+def _bad_field(path: Path, name: str, value: Any, expected: str) -> DatasetError:
+    """DatasetError naming the file, the field, its value and what was expected."""
+    return DatasetError(
+        f"{path}: field {name!r} is {value!r} ({type(value).__name__}), expected {expected}"
+    )
+
+
+def _int_field(raw: Mapping[str, Any], key: str, path: Path, prefix: str = "") -> int:
+    """``raw[key]`` as an int >= 1 (an integral float such as 64.0 is accepted)."""
+    value = raw[key]
+    ok = not isinstance(value, bool) and (
+        isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    )
+    if not ok or value < 1:
+        raise _bad_field(path, prefix + key, value, "an integer >= 1")
+    return int(value)
+
+
+def _float_field(raw: Mapping[str, Any], key: str, path: Path, prefix: str = "") -> float:
+    """``raw[key]`` as a finite float > 0 (JSON also admits NaN and Infinity)."""
+    value = raw[key]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise _bad_field(path, prefix + key, value, "a finite number > 0")
+    return float(value)
+
+
+def _numbers(raw: Mapping[str, Any], key: str, count: int, default: tuple, path: Path, prefix: str):
+    """``raw[key]`` (or ``default``) as a tuple of ``count`` finite floats."""
+    value = raw.get(key, default)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != count
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or not all(math.isfinite(v) for v in value)
+    ):
+        raise _bad_field(path, prefix + key, value, f"a list of {count} finite numbers")
+    return tuple(float(v) for v in value)
+
+
+# Optional top-level keys and the JSON type each must have.
+_OPTIONAL_TYPES: dict[str, type] = {
+    "env_id": str,
+    "env_version": str,
+    "task": str,
+    "created_by": str,
+    "action_convention": str,
+    "state_convention": str,
+    "camera_convention": str,
+    "extra": dict,
+    "video": dict,
+}
+
+
+def _camera(raw: Any, k: int, path: Path) -> CameraMeta:
+    """One entry of ``cameras``, each field type-checked and named in errors."""
+    prefix = f"cameras[{k}]."
+    if not isinstance(raw, dict):
+        raise _bad_field(path, f"cameras[{k}]", raw, "an object with name, width, height, fovy_deg")
+    for key in ("name", "width", "height", "fovy_deg"):
+        if key not in raw:
+            raise DatasetError(f"{path}: missing required key {prefix + key!r}")
+    if not isinstance(raw["name"], str) or not raw["name"] or "/" in raw["name"]:
+        raise _bad_field(path, prefix + "name", raw["name"], "a non-empty file stem")
+    parent = raw.get("parent", "world")
+    if not isinstance(parent, str):
+        raise _bad_field(path, prefix + "parent", parent, "a string")
+    fields = {
+        "width": _int_field(raw, "width", path, prefix),
+        "height": _int_field(raw, "height", path, prefix),
+        "fovy_deg": _float_field(raw, "fovy_deg", path, prefix),
+        "pos_m": _numbers(raw, "pos_m", 3, (0.0, 0.0, 0.0), path, prefix),
+        "quat_wxyz": _numbers(raw, "quat_wxyz", 4, (1.0, 0.0, 0.0, 0.0), path, prefix),
+    }
+    try:
+        return CameraMeta(name=raw["name"], parent=parent, **fields)
+    except ValueError as exc:  # fovy_deg out of (0, 180)
+        raise DatasetError(f"{path}: invalid {prefix[:-1]}: {exc}") from exc
+
+
 def _from_dict(raw: Mapping[str, Any], path: Path) -> DatasetMeta:
-    """Build a DatasetMeta from parsed JSON, naming the file on any problem."""
+    """Build a DatasetMeta from parsed JSON, naming the file and the field on any problem."""
     if "format_version" not in raw:
         raise DatasetError(f"{path}: missing 'format_version' (expected {FORMAT_VERSION})")
-    if raw["format_version"] not in SUPPORTED_VERSIONS:
+    if type(raw["format_version"]) is not int or raw["format_version"] not in SUPPORTED_VERSIONS:
         raise DatasetError(
             f"{path}: unknown format_version {raw['format_version']!r}; this reader supports "
             f"{SUPPORTED_VERSIONS}"
@@ -169,24 +249,27 @@ def _from_dict(raw: Mapping[str, Any], path: Path) -> DatasetMeta:
     for key in ("fps", "image_size", "cameras"):
         if key not in raw:
             raise DatasetError(f"{path}: missing required key {key!r}")
-    try:
-        cameras = tuple(
-            CameraMeta(
-                name=c["name"],
-                width=int(c["width"]),
-                height=int(c["height"]),
-                fovy_deg=float(c["fovy_deg"]),
-                parent=c.get("parent", "world"),
-                pos_m=tuple(c.get("pos_m", (0.0, 0.0, 0.0))),
-                quat_wxyz=tuple(c.get("quat_wxyz", (1.0, 0.0, 0.0, 0.0))),
+    for key, kind in _OPTIONAL_TYPES.items():
+        if key in raw and not isinstance(raw[key], kind):
+            raise _bad_field(
+                path, key, raw[key], f"a JSON {'object' if kind is dict else 'string'}"
             )
-            for c in raw["cameras"]
-        )
-        known = set(DatasetMeta.__dataclass_fields__) - {"cameras", "video"}
-        kwargs = {k: v for k, v in raw.items() if k in known}
-        video = VideoSpec(**raw.get("video", {}))
-        return DatasetMeta(cameras=cameras, video=video, **kwargs)
-    except (KeyError, TypeError, ValueError) as exc:
+    if not isinstance(raw["cameras"], list) or not raw["cameras"]:
+        raise _bad_field(path, "cameras", raw["cameras"], "a non-empty list of cameras")
+    kwargs = {k: v for k, v in raw.items() if k in set(DatasetMeta.__dataclass_fields__)}
+    kwargs["fps"] = _float_field(raw, "fps", path)
+    kwargs["image_size"] = _int_field(raw, "image_size", path)
+    for key in ("action_dim", "state_dim"):
+        if key in raw:
+            kwargs[key] = _int_field(raw, key, path)
+    kwargs["cameras"] = tuple(_camera(c, k, path) for k, c in enumerate(raw["cameras"]))
+    try:
+        kwargs["video"] = VideoSpec(**raw.get("video", {}))
+    except (TypeError, ValueError) as exc:  # unknown keys, crf out of range or not a number
+        raise DatasetError(f"{path}: field 'video' is invalid: {exc}") from exc
+    try:
+        return DatasetMeta(**kwargs)
+    except (TypeError, ValueError) as exc:  # duplicate camera names, bad fovy, ...
         raise DatasetError(f"{path}: invalid metadata: {exc}") from exc
 
 
@@ -203,8 +286,14 @@ def read_meta(root: str | os.PathLike) -> DatasetMeta:
             f"{path}: missing dataset metadata file (expected {META_FILE} in the dataset root)"
         )
     try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+    except OSError as exc:  # permissions, I/O error
+        raise DatasetError(f"{path}: cannot read dataset metadata: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON (not UTF-8 text): {exc}") from exc
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: expected a JSON object, got {type(raw).__name__}")

@@ -66,10 +66,12 @@ class EpisodeWriter:
         self.meta = meta
         for cam in meta.cameras:
             check_decodable_width(cam.width)
-        (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
-        if (self.root / META_FILE).exists():
+        # Check an existing meta.json before creating anything in its folder.
+        existing = (self.root / META_FILE).exists()
+        if existing:
             check_compatible(read_meta(self.root), meta, str(self.root / META_FILE))
-        else:
+        (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        if not existing:
             meta.write(self.root)
 
     def episode_dir(self, index: int) -> Path:

@@ -3,11 +3,16 @@
 ``wm-cache data_root=data/reach encoder_dir=runs/pretrain/encoder [cache_dir=...]``; ``encoder_dir`` is
 our checkpoint folder, a Hugging Face VJEPA2 folder or a released ``.pt`` file. Resumable:
 episodes whose feature file is already complete are skipped.
+
+Safety: the dataset, the views and the encoder are checked before anything is written or
+deleted; the cache folder may not be the dataset folder, a folder above it or inside its
+episodes; ``overwrite=true`` deletes only wm-cache's own files in a folder carrying its
+``.wm-cache`` marker (see :mod:`worldmodel.training.feature_cache`).
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +21,15 @@ import torch
 from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
+from worldmodel.errors import CacheDirError, DatasetError
 from worldmodel.frozen_encoder import FrozenEncoder
 from worldmodel.models.views import parse_views, read_view_frames, with_views
-from worldmodel.training.feature_cache import EpisodeFrames, FeatureCacheWriter
+from worldmodel.training.feature_cache import (
+    EpisodeFrames,
+    FeatureCacheWriter,
+    removable_files,
+    remove_cache,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,41 @@ def _frames_of(dataset: EpisodeFrames, episode: int, camera: str) -> np.ndarray:
     return np.asarray(frames)
 
 
+def check_cache_location(cache_dir: str | os.PathLike, data_root: str | os.PathLike) -> None:
+    """Refuse a cache folder that is the dataset folder, a folder above it, or inside the
+    dataset's own files (``meta.json``, ``episodes/``): writing there, or deleting it with
+    ``overwrite=true``, would touch the dataset. ``<data_root>/features`` (the default) is fine.
+
+    Raises:
+        CacheDirError: naming both folders.
+    """
+    from worldmodel.data.meta import META_FILE
+    from worldmodel.data.writer import EPISODES_DIR
+
+    cache, data = Path(cache_dir).resolve(), Path(data_root).resolve()
+    if cache == data or cache in data.parents:
+        where = "is the dataset folder" if cache == data else "is a folder above the dataset"
+        raise CacheDirError(
+            f"cache_dir {cache_dir} {where} {data_root}; wm-cache writes (and overwrite=true "
+            f"deletes) there, so it refuses: use a folder of its own such as {data_root}/features"
+        )
+    for own in (data / EPISODES_DIR, data / META_FILE):
+        if cache == own or own in cache.parents:
+            raise CacheDirError(
+                f"cache_dir {cache_dir} lies inside the dataset's {own.name} ({own}); use a "
+                f"folder of its own such as {data_root}/features"
+            )
+
+
+def _require_episodes(dataset: EpisodeFrames, where: object) -> None:
+    """DatasetError naming the dataset folder when it has no episodes (nothing to cache)."""
+    if len(dataset) == 0:
+        raise DatasetError(
+            f"{where}: the dataset has no complete episodes (expected episodes/ep_XXXXXX "
+            "folders); nothing to cache"
+        )
+
+
 def cache_dataset(
     dataset: EpisodeFrames,
     encoder: FrozenEncoder,
@@ -66,7 +112,16 @@ def cache_dataset(
     camera: str = "exterior",
     progress: bool = True,
 ) -> Path:
-    """Encode all episodes of ``dataset`` into ``cache_dir``; returns the folder."""
+    """Encode all episodes of ``dataset`` into ``cache_dir``; returns the folder.
+
+    Raises:
+        DatasetError: the dataset has no episodes (nothing is created).
+        CacheDirError: ``cache_dir`` is (in) the dataset or a folder wm-cache did not create.
+    """
+    root = getattr(dataset, "root", None)  # an EpisodeDataset's folder
+    _require_episodes(dataset, root if root is not None else source.get("data_root", "dataset"))
+    if root is not None:
+        check_cache_location(cache_dir, root)
     writer = FeatureCacheWriter(cache_dir, encoder, source)
     lengths = []
     for ep in tqdm(range(len(dataset)), desc="wm-cache", disable=not progress):
@@ -82,21 +137,41 @@ def cache_dataset(
 
 
 def build_cache(cfg: CacheConfig) -> Path:
-    """Open the dataset and encoder named by ``cfg`` and cache every episode."""
-    from worldmodel.data.episodes import open_dataset
+    """Open the dataset and encoder named by ``cfg`` and cache every episode.
 
+    Everything that can fail is checked before anything is deleted or written: the dataset
+    (meta.json, every table), that it has episodes and the views, the cache folder's place,
+    with ``overwrite`` that the old cache folder is wm-cache's own, the encoder, and with
+    ``overwrite`` that every video decodes at the size meta.json gives.
+    """
+    from worldmodel.data.episodes import open_dataset
+    from worldmodel.data.meta import META_FILE
+
+    cache_dir = cfg.resolved_cache_dir
+    dataset = open_dataset(cfg.data_root)
+    _require_episodes(dataset, cfg.data_root)
+    for view in parse_views(cfg.views):
+        if view not in dataset.meta.camera_names:
+            raise DatasetError(
+                f"{Path(cfg.data_root) / META_FILE}: no camera {view!r} for views={cfg.views!r}; "
+                f"the dataset has cameras {list(dataset.meta.camera_names)}"
+            )
+    check_cache_location(cache_dir, cfg.data_root)
+    if cfg.overwrite:
+        removable_files(cache_dir)  # CacheDirError unless the old cache is wm-cache's own
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
     encoder = FrozenEncoder.from_checkpoint(
         cfg.encoder_dir, batch_size=cfg.batch_size, device=device
     )
     encoder = with_views(encoder, cfg.views)  # camera=exterior+wrist: views side by side
-    cache_dir = cfg.resolved_cache_dir
-    if cfg.overwrite and cache_dir.exists():
-        shutil.rmtree(cache_dir)
+    if cfg.overwrite:  # the old cache goes only for a dataset whose every video decodes
+        for i in range(len(dataset)):
+            dataset.verify(i)  # DatasetError: corrupt video, frame count or size
+        remove_cache(cache_dir)
     source = {"data_root": str(Path(cfg.data_root).resolve()), "camera": cfg.views,
               "encoder_path": str(cfg.encoder_dir)}  # fmt: skip
-    return cache_dataset(open_dataset(cfg.data_root), encoder, cache_dir, source, cfg.views)
+    return cache_dataset(dataset, encoder, cache_dir, source, cfg.views)
 
 
 RENAMED = {"encoder_path": "encoder_dir", "camera": "views"}  # deprecated, one release
