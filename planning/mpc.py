@@ -226,18 +226,19 @@ class MPCController:
             init_mean=self._mean if self.cfg.warm_start else None, generator=self._generator,
         )  # fmt: skip
         k = self.cfg.action_chunk
+        chunk = res.actions[0, :k].cpu().numpy().astype(np.float32)
+        energy = float(res.energy[0])
+        if not (np.all(np.isfinite(chunk)) and np.isfinite(energy)):  # before any state changes
+            raise RuntimeError(
+                f"MPCController: non-finite plan (energy {energy}, actions {chunk}); "
+                "is the model's output finite?"
+            )
         self._mean = shift_plan(res.mean, k)
         self._steps_on_subgoal += k
         info = StepInfo(
-            float(res.energy[0]), res.energy_trace[:, 0].cpu().numpy(),
+            energy, res.energy_trace[:, 0].cpu().numpy(),
             float(res.elite_spread[0]), float(res.seconds), self._subgoal, True, current,
         )  # fmt: skip
-        chunk = res.actions[0, :k].cpu().numpy().astype(np.float32)
-        if not (np.all(np.isfinite(chunk)) and np.isfinite(info.energy)):
-            raise RuntimeError(
-                f"MPCController: non-finite plan (energy {info.energy}, actions {chunk}); "
-                "is the model's output finite?"
-            )
         return chunk, info
 
     def act(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:

@@ -15,8 +15,20 @@ Request keys (any subset, applied as one unit after validation):
   ``"prompt"`` and ``"observation/wrist_image"`` are accepted and ignored.
 Reply with an observation: ``"actions"`` float32 (k, A) chunk of the plan (k = action_chunk),
 ``"energy"``, ``"current_energy"``, ``"subgoal_index"``, ``"planning_s"``; otherwise ``"ok"``.
-Each connection owns its controller (goal, warm start, sub-goal progress); model calls are
-serialized by one lock and run off the event loop.
+
+Limits (``ServeConfig``; a request over one gets an error frame naming the key and the limit):
+``max_message_bytes`` (8 MiB; frames over twice that close the connection, code 1009),
+``max_image_side`` (1024 px), ``max_subgoals`` (16 images in ``goal_image``),
+``max_stored_goals`` (16 ``goal_id`` names per connection). NaN or inf in any float field is
+refused. No action leaves the server unless it is finite and inside the planner's action box
+(``action_low``/``action_high``); a non-finite plan gets an error frame, and the connection's
+controller keeps its last good warm start (MPCController checks a plan before keeping it).
+
+Scheduling: each connection owns its controller (goal, warm start, sub-goal progress); the model
+is shared and runs one unit of work at a time, granted in arrival order (:class:`ModelTurns`),
+off the event loop. A unit is one plan, or the encoding of ``goal_encode_batch`` sub-goal
+images: a long goal schedule is encoded over several turns, so a client waits for at most one
+such unit of another client's goal (about one ordinary plan), never for the whole of it.
 """
 
 from __future__ import annotations
@@ -24,13 +36,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import numpy as np
+import torch
+from torch import Tensor
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -41,6 +58,7 @@ from planning.protocol import LatentDynamics, Planner
 from planning.server.wire import Request, RequestError, packb, parse_request, unpackb
 from planning.toy import ToyDynamics
 from worldmodel.config import from_mapping, plain_defaults, run_cli
+from worldmodel.data.actions import ACTION_HIGH, ACTION_LOW
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -51,6 +69,10 @@ class ServeConfig:
     """wm-serve settings. ``model``: "toy" or a WorldModel folder; ``planner``: cem|icem|reference.
 
     ``api_key`` (or the env var named by ``api_key_env``) is required to bind a non-loopback host.
+    Limits on one request (see the module docstring): ``max_message_bytes``, ``max_image_side``,
+    ``max_subgoals``; per connection: ``max_stored_goals``. ``goal_encode_batch``: sub-goal
+    images encoded per model turn (larger: a long goal is encoded faster, other clients wait
+    longer behind it).
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +86,9 @@ class ServeConfig:
     mpc: MPCConfig = field(default_factory=MPCConfig)
     max_message_bytes: int = 8 * 1024 * 1024
     max_image_side: int = 1024
+    max_subgoals: int = 16
+    max_stored_goals: int = 16
+    goal_encode_batch: int = 4
     state_dim: int = 7
 
     def __post_init__(self) -> None:
@@ -75,6 +100,13 @@ class ServeConfig:
             raise ValueError(f"ServeConfig.port out of range: {self.port}")
         if self.max_message_bytes < 1024 or self.max_image_side < 1:
             raise ValueError("ServeConfig.max_message_bytes must be >= 1024, max_image_side >= 1")
+        for name in ("max_subgoals", "goal_encode_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServeConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_stored_goals < 0:
+            raise ValueError(
+                f"ServeConfig.max_stored_goals must be >= 0, got {self.max_stored_goals}"
+            )
 
     def resolved_api_key(self) -> str | None:
         return self.api_key or os.environ.get(self.api_key_env) or None
@@ -99,50 +131,190 @@ def default_factory(cfg: ServeConfig) -> tuple[LatentDynamics, Any]:
     return ToyDynamics(), build_planner(cfg)
 
 
+def action_box(planner: Planner) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float32 bounds of one action: the planner's ``action_low``/``action_high``
+    (CEMConfig), else the DROID bounds of :mod:`worldmodel.data.actions`."""
+    low = getattr(planner.cfg, "action_low", ACTION_LOW)
+    high = getattr(planner.cfg, "action_high", ACTION_HIGH)
+    return np.asarray(low, np.float32), np.asarray(high, np.float32)
+
+
+class PlanError(RuntimeError):
+    """The plan cannot be sent (non-finite, or outside the action box); goes back as an error."""
+
+
+_NOT_SENT = "no action sent; warm start and sub-goal progress reset"
+
+
+class ModelTurns:
+    """Fair turns on the shared model: one unit of work at a time, in arrival order.
+
+    ``asyncio.Lock`` wakes its waiters first in, first out and lets no newcomer barge past them;
+    each connection has at most one unit waiting, so turns go round-robin over the connections.
+    Each unit runs in a worker thread, so the event loop keeps reading and writing frames.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.units = 0
+        self.longest_s = 0.0  # the longest unit so far: what one client can make others wait
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        async with self._lock:
+            start = time.perf_counter()
+            try:
+                return await asyncio.to_thread(fn, *args)
+            finally:
+                self.units += 1
+                self.longest_s = max(self.longest_s, time.perf_counter() - start)
+
+
+class GoalMemo:
+    """One connection's view of the shared dynamics: ``encode`` answers from ``memo`` (images,
+    states, latents) when asked for exactly those images and states, else asks the model.
+
+    MPCController encodes a whole goal schedule in one ``encode`` call (in ``set_goal``, or at
+    the first ``plan_chunk`` when the goal has no states). The server computes those latents
+    beforehand, a few sub-goals per model turn, and serves that call from the memo, so one long
+    schedule never holds the model for a long turn. Everything else is the model's own.
+    """
+
+    def __init__(self, dynamics: LatentDynamics) -> None:
+        self.model = dynamics
+        self.memo: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # action_dim, views, rollout, ...
+        return getattr(self.model, name)
+
+    def encode(self, images: Tensor, states: Tensor) -> Tensor:
+        memo = self.memo
+        if memo is not None and _same(images, memo[0]) and _same(states, memo[1]):
+            return memo[2]
+        return self.model.encode(images, states)
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+
+
+Goal = tuple[np.ndarray, np.ndarray | None, list[int] | None]  # images, states, budgets
+
+
 class Session:
     """One connection's planner state: its controller and its stored goals."""
 
-    def __init__(self, cfg: ServeConfig, dynamics: LatentDynamics, planner) -> None:
+    def __init__(self, cfg: ServeConfig, dynamics: LatentDynamics, planner: Planner) -> None:
         self.cfg = cfg
-        self.controller = MPCController(dynamics, planner, cfg=cfg.mpc)
-        self.goals: dict[str, tuple] = {}
+        self.dynamics = GoalMemo(dynamics)
+        self.controller = MPCController(self.dynamics, planner, cfg=cfg.mpc)
+        self.low, self.high = action_box(planner)
+        self.goals: dict[str, Goal] = {}
+        self.goal: Goal | None = None  # the active goal
+        self.lazy = False  # its latents wait for the first plan's state (MPCController's rule)
 
     def decode(self, message: str | bytes) -> Request:
         if isinstance(message, str):
             raise RequestError("expected a binary msgpack frame, got a text frame")
         msg = unpackb(message, max_bytes=self.cfg.max_message_bytes)
         views = len(getattr(self.controller.dynamics, "views", None) or ("exterior",))
-        return parse_request(msg, self.cfg.state_dim, self.cfg.max_image_side, views)
+        cfg = self.cfg
+        return parse_request(msg, cfg.state_dim, cfg.max_image_side, views, cfg.max_subgoals)
 
-    def apply_goal(self, req: Request) -> None:
-        """Runs in a worker thread (encodes goals)."""
+    def requested_goal(self, req: Request) -> Goal | None:
+        """The goal this request sets (new, or a stored one by ``goal_id``), if any."""
         if req.goal_images is not None:
-            goal = (req.goal_images, req.goal_states, req.goal_budgets)
-            if req.goal_id is not None:
-                self.goals[req.goal_id] = goal
-            self.controller.set_goal(*goal)
-        elif req.goal_id is not None:
+            full = len(self.goals) >= self.cfg.max_stored_goals
+            if req.goal_id is not None and req.goal_id not in self.goals and full:
+                raise RequestError(
+                    f"'goal_id': {len(self.goals)} goals stored (max_stored_goals="
+                    f"{self.cfg.max_stored_goals}); reuse a stored goal_id"
+                )
+            return req.goal_images, req.goal_states, req.goal_budgets
+        if req.goal_id is not None:
             if req.goal_id not in self.goals:
                 raise RequestError(f"unknown goal_id {req.goal_id!r}; known: {sorted(self.goals)}")
-            self.controller.set_goal(*self.goals[req.goal_id])
-        if req.reset:
-            self.controller.reset()
+            return self.goals[req.goal_id]
+        return None
 
-    async def respond(self, message: str | bytes, lock: asyncio.Lock) -> dict:
-        req = self.decode(message)
-        no_goal = req.goal_images is None and req.goal_id is None
-        if req.image is not None and no_goal and not self.controller.has_goal:
+    def goal_to_encode(self, req: Request, goal: Goal | None) -> tuple:
+        """(images, states) of the goal latents this request makes the controller encode, or
+        (None, None): a goal with states now, one without at its first plan, with that plan's
+        state repeated (as MPCController does)."""
+        if goal is not None and goal[1] is not None:
+            return goal[0], goal[1]
+        pending = goal if goal is not None else (self.goal if self.lazy else None)
+        if pending is not None and req.state is not None:
+            return pending[0], np.repeat(req.state[None], len(pending[0]), axis=0)
+        return None, None
+
+    async def respond(self, message: str | bytes, turns: ModelTurns) -> dict:
+        req = await asyncio.to_thread(self.decode, message)  # large frames: off the event loop
+        goal = self.requested_goal(req)
+        if req.image is not None and goal is None and not self.controller.has_goal:
             raise RequestError("goal missing: send 'goal_image' (or a stored 'goal_id') first")
-        async with lock:
-            await asyncio.to_thread(self.apply_goal, req)
+        images, states = self.goal_to_encode(req, goal)
+        memo = None
+        if images is not None:
+            dev = self.cfg.mpc.device
+            images_t = torch.as_tensor(np.ascontiguousarray(images), device=dev)
+            states_t = torch.as_tensor(states, dtype=torch.float32, device=dev)
+            n = self.cfg.goal_encode_batch
+            parts = [
+                await turns.run(self._encode, images_t[i : i + n], states_t[i : i + n])
+                for i in range(0, len(images_t), n)
+            ]  # one model turn per slice: other connections' units run in between
+            memo = (images_t, states_t, torch.cat(parts))
+        return await turns.run(self._apply, req, goal, memo)
+
+    def _encode(self, images: Tensor, states: Tensor) -> Tensor:
+        """One model turn (worker thread): latents of a slice of sub-goals."""
+        with torch.no_grad():
+            return self.dynamics.model.encode(images, states)
+
+    def _apply(self, req: Request, goal: Goal | None, memo: tuple | None) -> dict:
+        """One model turn (worker thread): set the goal, reset, plan, check the actions."""
+        self.dynamics.memo = memo
+        try:
+            if goal is not None:
+                self.controller.set_goal(*goal)
+                self.goal, self.lazy = goal, goal[1] is None
+                if req.goal_id is not None:
+                    self.goals[req.goal_id] = goal
+            if req.reset:
+                self.controller.reset()
             if req.image is None:
                 return {"ok": True, "subgoal_index": self.controller.subgoal_index}
-            chunk, info = await asyncio.to_thread(self.controller.plan_chunk, req.image, req.state)
-        chunk = self.controller.cfg.execute(chunk, req.state)
+            try:
+                chunk, info = self.controller.plan_chunk(req.image, req.state)
+            except RuntimeError as exc:  # a non-finite plan (not kept as the warm start)
+                raise PlanError(f"{exc}; no action sent") from exc
+            except ValueError as exc:  # e.g. non-finite latents, an image the model refuses
+                raise PlanError(f"{exc}; no action sent") from exc
+        finally:
+            self.dynamics.memo = None
+        self.lazy = False
         return {
-            "actions": chunk, "energy": info.energy, "current_energy": info.current_energy,
+            "actions": self.checked_actions(chunk, info.energy, req.state),
+            "energy": info.energy, "current_energy": info.current_energy,
             "subgoal_index": info.subgoal_index, "planning_s": info.seconds,
         }  # fmt: skip
+
+    def checked_actions(self, chunk: np.ndarray, energy: float, state: np.ndarray) -> np.ndarray:
+        """The (k, A) chunk to send, after the execution filters; :class:`PlanError` unless it
+        is finite and inside the action box (e.g. a model with NaN weights plans NaN, or a
+        finite chunk picked on NaN energies)."""
+        if not (np.isfinite(chunk).all() and math.isfinite(energy)):
+            self.controller.reset()  # the warm start holds the bad plan
+            raise PlanError(f"non-finite plan (energy {energy}); {_NOT_SENT}")
+        actions = np.asarray(self.controller.cfg.execute(chunk, state), dtype=np.float32)
+        tol = 1e-6  # float32 rounding of the bounds
+        finite = np.isfinite(actions).all()
+        if not finite or (actions < self.low - tol).any() or (actions > self.high + tol).any():
+            raise PlanError(
+                f"action {actions.tolist()} outside the action box [{self.low.tolist()}, "
+                f"{self.high.tolist()}]; not sent"
+            )
+        return actions
 
 
 class PolicyServer:
@@ -156,13 +328,14 @@ class PolicyServer:
                 f"ServeConfig.host={cfg.host!r} is not loopback: set api_key or ${cfg.api_key_env}"
             )
         self.dynamics, self.planner = factory(cfg)
-        self.lock = asyncio.Lock()
+        self.turns = ModelTurns()
         self._server = None
         self.metadata = {
             "server": "wm-serve", "protocol": "openpi-websocket-msgpack",
             "action_dim": int(self.dynamics.action_dim), "action_chunk": cfg.mpc.action_chunk,
             "horizon": self.planner.cfg.horizon, "planner": cfg.planner, "model": cfg.model,
-            "max_message_bytes": cfg.max_message_bytes,
+            "max_message_bytes": cfg.max_message_bytes, "max_image_side": cfg.max_image_side,
+            "max_subgoals": cfg.max_subgoals,
             "observation_keys": ["observation/image", "observation/state"],
             "goal_keys": ["goal_image", "goal_state", "goal_budgets", "goal_id", "reset"],
         }  # fmt: skip
@@ -206,8 +379,11 @@ class PolicyServer:
     async def _reply(self, session: Session, message: str | bytes) -> str | bytes:
         """Packed reply, or an ``error: ...`` text frame (the connection keeps serving)."""
         try:
-            return packb(await session.respond(message, self.lock))
+            return packb(await session.respond(message, self.turns))
         except RequestError as exc:
+            return f"error: {exc}"
+        except PlanError as exc:  # the model or planner misbehaved: worth an operator's look
+            log.warning("plan not sent: %s", exc)
             return f"error: {exc}"
         except Exception as exc:  # server boundary: report, log, keep serving
             log.exception("internal error while serving a request")

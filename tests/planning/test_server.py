@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from dataclasses import replace
 
 import msgpack
 import numpy as np
@@ -11,8 +13,15 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from planning.planners.cem import CEMConfig
-from planning.server.serve import PolicyServer, ServeConfig, ServerThread, config_from_dict
+from planning.server.serve import (
+    PolicyServer,
+    ServeConfig,
+    ServerThread,
+    build_planner,
+    config_from_dict,
+)
 from planning.server.wire import packb, unpackb
+from planning.toy import ToyDynamics
 
 START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], np.float32)
 IMG = np.zeros((16, 16, 3), np.uint8)
@@ -205,3 +214,94 @@ def test_a_multi_view_model_takes_its_views_side_by_side():
     with pytest.raises(RequestError, match="'goal_image'"):
         parse_request({"goal_image": np.zeros((1, 64, 64, 3), np.uint8)}, views=2)
     parse_request({"observation/image": pair[:, :64], "observation/state": state})  # one view
+
+
+class RecordingToy(ToyDynamics):
+    """Toy dynamics that records each ``encode`` batch size and takes ``delay_s`` per image
+    (a stand-in for an image encoder)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s, self.calls = delay_s, []
+
+    def encode(self, images, states):
+        self.calls.append(int(images.shape[0]))
+        time.sleep(self.delay_s * images.shape[0])
+        return super().encode(images, states)
+
+
+def recording_server(dynamics, **overrides):
+    cfg = replace(CFG, max_message_bytes=1 << 20, **overrides)
+    return ServerThread(cfg, lambda c: (dynamics, build_planner(c)))
+
+
+def test_too_many_subgoals_are_refused_naming_the_limit(server):
+    with raw_client(server.port) as (ws, meta):
+        assert meta["max_subgoals"] == CFG.max_subgoals == 16
+        reply = ask(ws, {"goal_image": np.zeros((17, 16, 16, 3), np.uint8)})
+        assert reply == "error: 'goal_image' holds 17 sub-goals > max_subgoals=16"
+        assert ask(ws, {"goal_image": np.zeros((16, 16, 16, 3), np.uint8)})["ok"]
+    with pytest.raises(ValueError, match="max_subgoals"):
+        ServeConfig(max_subgoals=0)
+    cfg = config_from_dict({"max_subgoals": 8, "goal_encode_batch": 2, "max_stored_goals": 0})
+    assert (cfg.max_subgoals, cfg.goal_encode_batch, cfg.max_stored_goals) == (8, 2, 0)
+
+
+@pytest.mark.parametrize("with_states", [True, False])
+def test_a_goal_schedule_is_encoded_in_slices_with_the_same_plan(with_states):
+    """16 sub-goals with goal_encode_batch=4: four encode calls of 4 (the controller's own call
+    is served from them), and the same actions as one call of 16. Without goal states the
+    goal is encoded at the first plan, with that plan's state (MPCController's rule)."""
+    goals = np.stack([GOAL + np.float32(0.001 * i) for i in range(16)])
+    request = {"goal_image": np.zeros((16, 16, 16, 3), np.uint8), "goal_budgets": [1] * 16}
+    if with_states:
+        request["goal_state"] = goals
+    plans = {}
+    for batch in (4, 16):
+        toy = RecordingToy()
+        with recording_server(toy, goal_encode_batch=batch) as srv, raw_client(srv.port) as (ws, _):
+            assert ask(ws, request)["ok"]
+            plans[batch] = [ask(ws, obs())["actions"] for _ in range(3)]
+        goal_calls = [batch] * (16 // batch)
+        assert toy.calls == [*goal_calls, 1, 1, 1]
+    np.testing.assert_allclose(plans[4], plans[16], atol=1e-6)
+
+
+def test_a_long_goal_does_not_hold_the_model_from_other_clients():
+    """While client A's 16 sub-goals are encoded (4 turns of 4 images), client B's plan gets a
+    turn in between; with goal_encode_batch=16 (one long turn) it waits for all of A's."""
+    order = {}
+    for batch in (4, 16):
+        toy = RecordingToy(delay_s=0.05)  # a 4-image slice: 0.2 s
+        with recording_server(toy, goal_encode_batch=batch) as srv, raw_client(srv.port) as (
+            a, _), raw_client(srv.port) as (b, _):  # fmt: skip
+            assert ask(b, {"goal_image": IMG, "goal_state": GOAL})["ok"]
+            toy.calls.clear()
+            a.send(packb({"goal_image": np.zeros((16, 16, 16, 3), np.uint8), "goal_state":
+                          np.stack([GOAL] * 16)}))  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not toy.calls and time.monotonic() < deadline:  # A holds its first turn
+                time.sleep(0.005)
+            assert ask(b, obs())["actions"].shape == (1, 7)
+            assert unpackb(a.recv(timeout=30))["ok"]
+        order[batch] = list(toy.calls)
+    assert order[4] == [4, 1, 4, 4, 4]  # B's frame (1 image) right after A's first slice
+    assert order[16] == [16, 1]
+
+
+def test_non_finite_plans_and_out_of_box_actions_are_never_sent():
+    """A model whose rollout is NaN: an error frame, and the connection keeps serving."""
+
+    class NaNToy(ToyDynamics):
+        def rollout(self, z_context, state_context, actions):
+            out = super().rollout(z_context, state_context, actions)
+            return out.masked_fill((state_context[:, 0] > 5.0)[:, None, None, None, None], np.nan)
+
+    with recording_server(NaNToy()) as srv, raw_client(srv.port) as (ws, _):
+        ask(ws, {"goal_image": IMG, "goal_state": GOAL})
+        far = START.copy()
+        far[0] = 7.0  # a finite state on which the model's output is NaN
+        reply = ask(ws, obs(far))
+        assert isinstance(reply, str) and "non-finite plan" in reply, reply
+        assert reply.endswith("no action sent")
+        assert ask(ws, obs())["actions"].shape == (1, 7)
