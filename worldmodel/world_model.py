@@ -32,9 +32,9 @@ from worldmodel.checkpoints.predictor import (
 from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
 from worldmodel.models.latents import layer_norm
+from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import PREDICTOR_PRESETS, ACPredictor
 from worldmodel.models.preprocess import PreprocessConfig
-from worldmodel.models.state_ops import propagate_states
 from worldmodel.models.views import MultiViewEncoder, parse_views, view_token_mask
 
 ENCODER_DIR = "encoder"
@@ -63,12 +63,16 @@ class WorldModel:
         predictor: ACPredictor,
         camera: dict | None = None,
         views: tuple[str, ...] | str = ("exterior",),
+        layout: Layout | None = None,
     ) -> None:
         """``camera``: the training data's camera record (``worldmodel.data.meta.CameraMeta``
         as a dict: name, width, height, fovy_deg, parent, pos_m, quat_wxyz), saved with the
         model so :meth:`check_camera` can refuse a different view; None = unknown.
         ``views``: the cameras a frame holds side by side (``worldmodel.models.views``); with several,
-        ``frozen_encoder`` is the single-view encoder and is wrapped here."""
+        ``frozen_encoder`` is the single-view encoder and is wrapped here.
+        ``layout``: the state/action conventions of the training data (dims, names, how an
+        action moves the state, per-dim action bounds, control rate); default: the published
+        7-D end-effector-delta layout with the DROID bounds."""
         self.views = parse_views(views)
         if isinstance(frozen_encoder, MultiViewEncoder):
             if frozen_encoder.views != self.views:
@@ -82,6 +86,13 @@ class WorldModel:
         dim = getattr(frozen_encoder, "embed_dim", None)
         if dim is not None and dim != cfg.encoder_dim:
             raise ValueError(f"encoder embed_dim {dim} != predictor encoder_dim {cfg.encoder_dim}")
+        layout = layout if layout is not None else Layout()
+        if (layout.state_dim, layout.action_dim) != (cfg.state_dim, cfg.action_dim):
+            raise ValueError(
+                f"layout has {layout.state_dim}-D states and {layout.action_dim}-D actions; the "
+                f"predictor takes {cfg.state_dim}-D and {cfg.action_dim}-D"
+            )
+        self.layout = layout
         self.encoder = frozen_encoder
         self.predictor = predictor.eval()
         self.camera = dict(camera) if camera is not None else None
@@ -107,6 +118,10 @@ class WorldModel:
         return self.predictor.cfg.action_dim
 
     @property
+    def state_dim(self) -> int:
+        return self.predictor.cfg.state_dim
+
+    @property
     def device(self) -> torch.device:
         return next(self.predictor.parameters()).device
 
@@ -117,12 +132,13 @@ class WorldModel:
 
     @torch.no_grad()
     def encode(self, images: Tensor | np.ndarray, states: Tensor | np.ndarray) -> Tensor:
-        """(B, H_img, W_img, 3) uint8 frames, (B, 7) states -> (B, N, D) pooled, layer-normed.
+        """(B, H_img, W_img, 3) uint8 frames, (B, S) states -> (B, N, D) pooled, layer-normed.
 
         With several ``views`` a frame is their mosaic, (B, H, V * H, 3) in ``views`` order."""
-        if images.ndim != 4 or images.shape[-1] != 3 or states.shape[-1] != 7:
+        S = self.state_dim
+        if images.ndim != 4 or images.shape[-1] != 3 or states.shape[-1] != S:
             raise ValueError(
-                f"expected images (B,H,W,3) uint8 and states (B,7), got "
+                f"expected images (B,H,W,3) uint8 and states (B,{S}), got "
                 f"{tuple(images.shape)} and {tuple(states.shape)}"
             )
         if images.dtype not in (torch.uint8, np.uint8):
@@ -155,7 +171,7 @@ class WorldModel:
 
         Args:
             z_context: (B, N, D) layer-normed latent of the current frame.
-            state_context: (B, 7) current state.
+            state_context: (B, S) current state.
             actions: (B, S, H, A) sampled action sequences.
             history: optional executed steps before the current frame (encoded once per B).
 
@@ -164,16 +180,20 @@ class WorldModel:
         """
         B, S, H, A = actions.shape
         N, D = z_context.shape[-2:]
-        if z_context.shape[0] != B or state_context.shape != (B, 7) or self.action_dim != A:
+        if (
+            z_context.shape[0] != B
+            or state_context.shape != (B, self.state_dim)
+            or self.action_dim != A
+        ):
             raise ValueError(
-                f"expected z (B,N,D), state (B,7), actions (B,S,H,{self.action_dim}); got "
+                f"expected z (B,N,D), state (B,{self.state_dim}), actions (B,S,H,{self.action_dim}); got "
                 f"{tuple(z_context.shape)}, {tuple(state_context.shape)}, {tuple(actions.shape)}"
             )
         dev = self.device
         actions = actions.to(dev, torch.float32).reshape(B * S, H, A)  # (B*S, H, A)
         cache = self._prefill(history).expand(S)  # history once per B, then broadcast
-        state0 = state_context.to(dev, torch.float32).repeat_interleave(S, dim=0)  # (B*S, 7)
-        states = propagate_states(state0, actions)  # (B*S, H, 7)
+        state0 = state_context.to(dev, torch.float32).repeat_interleave(S, dim=0)  # (B*S, S_dim)
+        states = self.layout.propagate(state0, actions)  # (B*S, H, S_dim)
         z = z_context.to(dev, torch.float32).repeat_interleave(S, dim=0)[:, None]  # (B*S,1,N,D)
         preds = []
         for h in range(H):
@@ -203,6 +223,7 @@ class WorldModel:
             meta["camera"] = self.camera
         if self.views != ("exterior",):
             meta["views"] = list(self.views)
+        meta["layout"] = self.layout.to_dict()
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         if folder.exists():
             old = folder.with_name(folder.name + ".old")
@@ -231,7 +252,15 @@ class WorldModel:
             views = parse_views(meta.get("views", ["exterior"]))
         except (ValueError, AttributeError, TypeError) as err:
             raise CheckpointError(f"{folder / CONFIG_FILE}: bad 'views' ({err})") from err
-        return cls(encoder_loader(folder / ENCODER_DIR), predictor, camera, views)
+        try:  # folders written before layouts were recorded: the published 7-D layout
+            layout = Layout.from_dict(meta.get("layout", {}), "'layout'")
+        except ValueError as err:
+            raise CheckpointError(f"{folder / CONFIG_FILE}: {err}") from err
+        encoder = encoder_loader(folder / ENCODER_DIR)
+        try:
+            return cls(encoder, predictor, camera, views, layout)
+        except ValueError as err:
+            raise CheckpointError(f"{folder}: {err}") from err
 
 
 _CAMERA_EXACT = ("name", "width", "height", "parent")

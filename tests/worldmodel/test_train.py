@@ -282,3 +282,36 @@ def test_crash_then_rerun_resumes_identically(data, tmp_path, small_train_cfg):
     wb = torch.load(tmp_path / "crashed" / "checkpoint.pt", weights_only=True)["model"]
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
+
+
+def test_init_from_a_published_predictor_file_fine_tunes_it(data, tmp_path, small_train_cfg):
+    """#23: wm-train init_from=<published V-JEPA 2-AC .pt> (a tiny one in the published layout)."""
+    from worldmodel.checkpoints.predictor import save_published_format
+    from worldmodel.errors import CheckpointError
+    from worldmodel.models.layout import Layout
+    from worldmodel.models.predictor import ACPredictor, PredictorConfig
+
+    torch.manual_seed(3)
+    published = ACPredictor(PredictorConfig(encoder_dim=96, width=96, depth=1, num_heads=16,
+                                            mlp_dim=128, input_grid=(8, 8)))  # fmt: skip
+    save_published_format(published, tmp_path / "vjepa2-ac-tiny.pt")
+    cfg = small_train_cfg(
+        tmp_path / "tuned", init_from=str(tmp_path / "vjepa2-ac-tiny.pt"), max_steps=1,
+        lr=1e-9, start_lr=1e-9, warmup_steps=0, decay_steps=0,
+    )  # fmt: skip
+    train(cfg, source=_source(data))
+    wm = WorldModel.load(tmp_path / "tuned" / "world_model")
+    assert wm.predictor.cfg.num_heads == 16 and wm.predictor.cfg.action_scale is None
+    for k, v in published.state_dict().items():
+        torch.testing.assert_close(wm.predictor.state_dict()[k], v, atol=1e-6, rtol=1e-5)
+    joints = _source(data)
+    joints.layout = Layout(6, 6, [f"j{i}" for i in range(6)], [f"dj{i}" for i in range(6)],
+                           "delta", [-0.1] * 6, [0.1] * 6)  # fmt: skip
+    with pytest.raises(CheckpointError, match="7-D end-effector"):
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "joints")), source=joints)
+    other = ACPredictor(PredictorConfig(encoder_dim=64, width=96, depth=1, num_heads=16,
+                                        mlp_dim=128, input_grid=(8, 8)))  # fmt: skip
+    save_published_format(other, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="64-D encoder features"):
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "x"), init_from=str(tmp_path / "other.pt")),
+              source=_source(data))  # fmt: skip

@@ -22,9 +22,12 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
+from worldmodel.checkpoints.predictor import infer_config, read_published_state
+from worldmodel.checkpoints.strict import load_state_strict
 from worldmodel.config import plain_defaults, run_cli
 from worldmodel.errors import CheckpointError
 from worldmodel.models.latents import layer_norm
+from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import ACPredictor
 from worldmodel.training.distributed import setup_distributed
 from worldmodel.training.run_io import RunLog, load_checkpoint, save_checkpoint
@@ -209,6 +212,38 @@ def init_predictor(
     predictor.load_state_dict(wm.predictor.state_dict())
 
 
+def published_predictor(
+    path: Path, feature_dim: int, grid: tuple[int, int], layout: Layout | None, num_heads: int
+) -> ACPredictor:
+    """The published V-JEPA 2-AC predictor in ``path`` (``torch.save`` with a ``predictor``
+    entry), to fine-tune: its sizes come from the file (``num_heads``: not visible in shapes),
+    its input grid is the run's encoder grid, unpooled, as published.
+
+    Raises:
+        CheckpointError: the data's layout is not the published 7-D end-effector delta, or the
+            file's feature size differs from the run's encoder.
+    """
+    layout = layout if layout is not None else Layout()
+    if not layout.is_published:
+        raise CheckpointError(
+            f"init_from {path}: a published V-JEPA 2-AC predictor takes 7-D end-effector "
+            f"deltas and states; this dataset has {layout.action_kind!r} actions "
+            f"({layout.action_dim}-D) and {layout.state_dim}-D states. Import it with "
+            "action_mode=ee_delta_from_state, or train from scratch"
+        )
+    state = read_published_state(path)
+    pcfg = infer_config(state, input_grid=tuple(grid), pool_kernel=1, num_heads=num_heads)
+    if pcfg.encoder_dim != feature_dim:
+        raise CheckpointError(
+            f"init_from {path}: the predictor takes {pcfg.encoder_dim}-D encoder features; the "
+            f"run's encoder gives {feature_dim}-D (use the encoder it was trained with, ViT-g "
+            "for the published one)"
+        )
+    predictor = ACPredictor(pcfg)
+    load_state_strict(predictor, state, str(path), what="predictor")
+    return predictor
+
+
 def train(cfg: TrainConfig, source=None) -> dict:
     """Run (or resume) training; returns the final validation report (rank 0; {} elsewhere).
 
@@ -223,13 +258,21 @@ def train(cfg: TrainConfig, source=None) -> dict:
     train_eps, val_eps = split_episodes(source.num_episodes, cfg.val_fraction, cfg.seed)
     sampler = ClipSampler(window_refs(source, train_eps, cfg.clip_len), cfg.batch_size, cfg.seed)
     val_refs = window_refs(source, val_eps, cfg.clip_len)
-    predictor = build_predictor(cfg, source.feature_dim, source.grid).to(device)
+    layout = getattr(source, "layout", None)
+    from_published = bool(cfg.init_from) and Path(cfg.init_from).is_file()  # a released .pt
+    if from_published:
+        predictor = published_predictor(
+            Path(cfg.init_from), source.feature_dim, source.grid, layout, cfg.init_num_heads
+        )
+    else:
+        predictor = build_predictor(cfg, source.feature_dim, source.grid, layout)
+    predictor = predictor.to(device)
     predictor.extrinsics_encoder.requires_grad_(False)  # unused (as published); DDP needs grads
     model = DistributedDataParallel(predictor) if world > 1 else predictor
     opt, sched = _optimizer(predictor, cfg)
     out = Path(cfg.out_dir)
     step = load_checkpoint(out, predictor, opt, sched, sampler) if cfg.resume else 0
-    if step == 0 and cfg.init_from:
+    if step == 0 and cfg.init_from and not from_published:
         init_predictor(
             predictor,
             Path(cfg.init_from),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worldmodel.config import from_mapping
+from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import PREDICTOR_PRESETS, ACPredictor
 from worldmodel.models.views import parse_views
 
@@ -34,9 +35,12 @@ class TrainConfig:
     # slides when the arm moves; the plain L1 predicts a tenth of that slide, weight 30 a fifth,
     # without raising planning success: docs/experiments/, demos/experiments/motion_weight_study.sh)
     motion_weight: float = 0.0
-    # a world model folder whose predictor starts the training (fine-tuning; same preset, views,
-    # pooling and encoder required); ignored when out_dir holds a checkpoint to resume
+    # what the predictor starts from (fine-tuning); ignored when out_dir holds a checkpoint to
+    # resume. A world model folder (same preset, views, pooling and encoder required), or a
+    # published V-JEPA 2-AC predictor .pt (its sizes replace the preset's; the data must have
+    # the published 7-D end-effector layout; heads are not visible in the file: init_num_heads)
     init_from: str = ""
+    init_num_heads: int = 16
     batch_size: int = 16  # global, over all ranks
     max_steps: int = 2000
     lr: float = 4.25e-4
@@ -107,14 +111,23 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return lr / cfg.lr
 
 
-def build_predictor(cfg: TrainConfig, feature_dim: int, grid: tuple[int, int]) -> ACPredictor:
-    """Preset with the data's feature size and grid (and an optional pooling override); a pool
-    kernel that does not divide the grid is halved until it does."""
+def build_predictor(
+    cfg: TrainConfig, feature_dim: int, grid: tuple[int, int], layout: Layout | None = None
+) -> ACPredictor:
+    """Preset with the data's feature size and grid (and an optional pooling override), and the
+    data's state/action dims (``layout``; default the published 7-D). A pool kernel that does
+    not divide the grid is halved until it does. Presets that scale actions (the CPU ones)
+    scale by the data's per-dim bounds, so a full step reads as 1 in any layout."""
     base = PREDICTOR_PRESETS[cfg.predictor]
+    layout = layout if layout is not None else Layout()
     pool = cfg.pool_kernel or base.pool_kernel
     while pool > 1 and (grid[0] % pool or grid[1] % pool):
         pool //= 2
+    scale = base.action_scale
+    if scale is not None and layout != Layout(fps=layout.fps):
+        scale = layout.action_scale  # not the published layout and bounds: the data's own
     pcfg = dataclasses.replace(
-        base, encoder_dim=feature_dim, input_grid=tuple(grid), pool_kernel=pool
-    )
+        base, encoder_dim=feature_dim, input_grid=tuple(grid), pool_kernel=pool,
+        action_dim=layout.action_dim, state_dim=layout.state_dim, action_scale=scale,
+    )  # fmt: skip
     return ACPredictor(pcfg)

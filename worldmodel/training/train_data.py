@@ -18,6 +18,7 @@ from torch import Tensor
 from worldmodel.data.clips import clip_windows
 from worldmodel.errors import StaleCacheError
 from worldmodel.models.latents import layer_norm
+from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import ACPredictor
 from worldmodel.models.views import parse_views, read_view_frames, with_views
 from worldmodel.training.train_config import TrainConfig
@@ -93,6 +94,7 @@ class EpisodeSource:
         self.views = tuple(views)
         self.num_episodes = len(dataset)
         self.feature_dim, self.grid = int(encoder.embed_dim), tuple(encoder.grid)
+        self.layout = Layout.from_meta(dataset.meta)  # dims, action kind, bounds, rate
 
     def episode_length(self, ep: int) -> int:
         return self.dataset.episode_length(ep)
@@ -113,11 +115,11 @@ class EpisodeSource:
         return z.to(device).float().view(b, clip_len, *z.shape[1:])  # (B, T, h*w, D)
 
     def batch(self, refs: np.ndarray, clip_len: int, predictor: ACPredictor, device):
-        """-> z (B, T, N, D) pooled + layer-normed, actions (B, T, 7), states (B, T, 7)."""
+        """-> z (B, T, N, D) pooled + layer-normed, actions (B, T, A), states (B, T, S)."""
         refs = refs.tolist()
         windows = [(self.dataset.steps(ep), st) for ep, st in refs]
-        states = np.stack([tab.state[st : st + clip_len] for tab, st in windows])  # (B, T, 7)
-        actions = np.stack([tab.action[st : st + clip_len] for tab, st in windows])  # (B, T, 7)
+        states = np.stack([tab.state[st : st + clip_len] for tab, st in windows])  # (B, T, S)
+        actions = np.stack([tab.action[st : st + clip_len] for tab, st in windows])  # (B, T, A)
         z = layer_norm(predictor.pool(self._latents(refs, clip_len, torch.device(device))))
         as_tensor = lambda x: torch.from_numpy(x).to(device, torch.float32)  # noqa: E731
         return z, as_tensor(actions), as_tensor(states)
@@ -127,8 +129,11 @@ class EpisodeSource:
         from worldmodel.world_model import WorldModel
 
         meta = self.dataset.meta
-        camera = asdict(meta.camera("exterior")) if "exterior" in meta.camera_names else None
-        WorldModel(self.encoder, predictor, camera, views=self.views).save(folder)
+        first = self.views[0]  # the camera whose pose the model records (the first view)
+        camera = asdict(meta.camera(first)) if first in meta.camera_names else None
+        WorldModel(self.encoder, predictor, camera, views=self.views, layout=self.layout).save(
+            folder
+        )
 
 
 def check_cache_matches(cache, dataset, cache_dir: str) -> None:
