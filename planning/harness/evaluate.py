@@ -267,7 +267,7 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
         return OracleAgent(planner, cfg.mpc.warm_start, cfg.mpc.seed)
     if method in ("wm_cem", "wm_icem"):
         name = method.removeprefix("wm_")
-        planner = make_planner(name, cfg.cem if name == "cem" else cfg.icem)
+        planner = make_planner(name, cfg.cem if name == "cem" else cfg.icem, dynamics)
         return PlannerAgent(dynamics, planner, cfg.mpc, budgets, cfg.energy_views)
     return ReferenceCEMAgent(dynamics, cfg.reference_cem, budgets, cfg.mpc.device)
 

@@ -115,8 +115,10 @@ class ServeConfig:
 Factory = Callable[[ServeConfig], tuple[LatentDynamics, Any]]
 
 
-def build_planner(cfg: ServeConfig) -> Planner:
-    return make_planner(cfg.planner, {"cem": cfg.cem, "icem": cfg.icem}.get(cfg.planner))
+def build_planner(cfg: ServeConfig, dynamics: LatentDynamics | None = None) -> Planner:
+    """The configured planner, with the action bounds ``dynamics`` (a world model) records."""
+    chosen = {"cem": cfg.cem, "icem": cfg.icem}.get(cfg.planner)
+    return make_planner(cfg.planner, chosen, dynamics)
 
 
 def default_factory(cfg: ServeConfig) -> tuple[LatentDynamics, Any]:
@@ -127,7 +129,8 @@ def default_factory(cfg: ServeConfig) -> tuple[LatentDynamics, Any]:
         except ImportError as exc:
             log.warning("worldmodel.world_model unavailable (%s): serving the TOY model", exc)
         else:
-            return WorldModel.load(cfg.model), build_planner(cfg)
+            model = WorldModel.load(cfg.model)
+            return model, build_planner(cfg, model)
     return ToyDynamics(), build_planner(cfg)
 
 

@@ -92,3 +92,23 @@ def test_a_layout_that_does_not_fit_the_predictor_is_refused(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"world_model\.json: 'layout': Layout\.action_kind"):
         WorldModel.load(tmp_path / "wm")
+
+
+def test_planner_bounds_come_from_the_model_layout():
+    from planning.planners import CEMConfig, make_planner
+
+    wm = _joint_model()
+    planner = make_planner("cem", CEMConfig(samples=8, top_k=2, iterations=1), wm)
+    assert planner.cfg.action_low == JOINTS.action_low and planner.cfg.action_dim == 6
+    assert planner.cfg.layout.xyz_dims is None and planner.cfg.layout.rotation_dims is None
+    z = wm.encode(torch.zeros(1, 64, 64, 3, dtype=torch.uint8), torch.zeros(1, 6))
+    res = planner.plan(wm, z, torch.zeros(1, 6), z)
+    assert res.actions.shape == (1, 1, 6)
+    assert (res.actions.abs() <= 0.2 + 1e-6).all()
+    from planning.protocol import ActionLayout
+
+    mine = CEMConfig(
+        action_low=(-0.05,) * 6, action_high=(0.05,) * 6, layout=ActionLayout(None, None, None)
+    )
+    explicit = make_planner("cem", mine, wm)
+    assert explicit.cfg.action_high == (0.05,) * 6  # set by the user: kept
