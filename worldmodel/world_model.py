@@ -29,6 +29,7 @@ from worldmodel.checkpoints.predictor import (
     WEIGHTS_FILE,
     load_predictor_folder,
 )
+from worldmodel.data.images import fit_frames
 from worldmodel.errors import CameraMismatchError, CheckpointError
 from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
 from worldmodel.models.latents import layer_norm
@@ -150,8 +151,22 @@ class WorldModel:
             )
         if not bool(torch.isfinite(torch.as_tensor(states)).all()):
             raise ValueError("states hold NaN or inf")
+        images = self._fit(images)
         feats = torch.as_tensor(self.encoder.encode_frames(images)).float()  # (B, h*w, D)
         return layer_norm(self.predictor.pool(feats.to(self.device)))
+
+    def _fit(self, images):
+        """Frames that are not square (one view) are fitted by the layout's image policy, as the
+        training data were; the encoder's preprocessing then center-crops a square (a no-op)
+        and resizes."""
+        h, w = images.shape[1:3]
+        if len(self.views) > 1 or h == w or self.layout.image_policy == "crop":
+            return images  # crop: what the encoder's center crop does anyway
+        side = getattr(getattr(self.encoder, "preprocess_cfg", None), "image_size", max(h, w))
+        fitted = fit_frames(
+            np.asarray(torch.as_tensor(images).cpu()), side, self.layout.image_policy
+        )
+        return torch.from_numpy(fitted)
 
     def _prefill(self, history: RolloutHistory | None):
         cache = self.predictor.new_cache()

@@ -112,3 +112,19 @@ def test_planner_bounds_come_from_the_model_layout():
     )
     explicit = make_planner("cem", mine, wm)
     assert explicit.cfg.action_high == (0.05,) * 6  # set by the user: kept
+
+
+def test_frames_are_fitted_by_the_recorded_image_policy():
+    """A model trained on padded 640x480 frames pads a 640x480 robot frame the same way."""
+    import dataclasses
+
+    wm = _joint_model()
+    frame = torch.full((1, 48, 64, 3), 200, dtype=torch.uint8)
+    z_crop = wm.encode(frame, torch.zeros(1, 6))
+    wm.layout = dataclasses.replace(JOINTS, image_policy="pad")
+    z_pad = wm.encode(frame, torch.zeros(1, 6))
+    from worldmodel.data.images import fit_frames
+
+    padded = torch.from_numpy(fit_frames(frame.numpy(), 64, "pad"))
+    torch.testing.assert_close(z_pad, wm.encode(padded, torch.zeros(1, 6)))
+    assert not torch.allclose(z_crop, z_pad)

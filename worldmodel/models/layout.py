@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from worldmodel.data.actions import ACTION_HIGH, ACTION_LOW
+from worldmodel.data.images import check_policy
 from worldmodel.models.state_ops import apply_action
 
 ACTION_KINDS = ("ee_delta", "delta", "absolute")
@@ -32,7 +33,9 @@ EE_ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "dgripper")
 @dataclass(frozen=True)
 class Layout:
     """Dims, names, kind and per-dim action bounds of a model's states and actions, plus the
-    control rate (frames per second of the training clips; None = not recorded)."""
+    control rate (frames per second of the training clips; None = not recorded) and how frames
+    that are not square were fitted (``image_policy``, :mod:`worldmodel.data.images`): planning
+    fits a robot's frames the same way."""
 
     state_dim: int = 7
     action_dim: int = 7
@@ -42,6 +45,7 @@ class Layout:
     action_low: tuple[float, ...] = ACTION_LOW
     action_high: tuple[float, ...] = ACTION_HIGH
     fps: float | None = None
+    image_policy: str = "crop"
 
     def __post_init__(self) -> None:
         for name in ("state_names", "action_names", "action_low", "action_high"):
@@ -76,6 +80,7 @@ class Layout:
         ]  # fmt: skip
         if bad:
             raise ValueError(f"Layout action bounds need finite low < high; bad dims {bad}")
+        check_policy(self.image_policy, "Layout.image_policy")
         if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"Layout.fps must be > 0, got {self.fps}")
 
@@ -161,6 +166,7 @@ class Layout:
             action_low=low,
             action_high=high,
             fps=float(meta.fps) if getattr(meta, "fps", None) else None,
+            image_policy=getattr(meta, "image_policy", "crop") or "crop",
         )
 
 
