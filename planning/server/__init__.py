@@ -1,5 +1,7 @@
-"""wm-serve: the openpi-compatible websocket policy server (:mod:`planning.server.serve`) and
-its msgpack wire format (:mod:`planning.server.wire`)."""
+"""wm-serve: the openpi-compatible websocket policy server (:mod:`planning.server.serve`), its
+msgpack wire format (:mod:`planning.server.wire`), the observation key presets and view
+assembly (:mod:`planning.server.keys`) and the safety and staleness checks
+(:mod:`planning.server.checks`)."""
 
 from planning.server.serve import PolicyServer, ServeConfig, ServerThread, serve_forever
 

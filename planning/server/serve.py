@@ -6,15 +6,25 @@ msgpack reply dict, or a text frame ``"error: ..."`` (the openpi client raises o
 which the connection keeps serving. Optional API key: header ``Authorization: Api-Key <key>``;
 a missing/wrong key is refused with HTTP 401 during the handshake.
 
-Request keys (any subset, applied as one unit after validation):
+Request keys (any subset, applied as one unit after validation; S = the model's state dim):
 - ``"reset": True``: forget warm start and sub-goal progress (a new episode; goal kept).
-- ``"goal_image"``: uint8 (H,W,3) or (K,H,W,3) sub-goal schedule; ``"goal_state"`` (7,)/(K,7)
+- ``"goal_image"``: uint8 (H,W,3) or (K,H,W,3) sub-goal schedule (the model's views side by
+  side), or a map {view name: image(s)} the server assembles; ``"goal_state"`` (S,)/(K,S)
   optional goal proprioception; ``"goal_budgets"`` (K,) steps per sub-goal; ``"goal_id"``: a
   name to store the goal under, or alone to switch back to a stored goal.
-- ``"observation/image"`` uint8 (H,W,3) + ``"observation/state"`` float (7,): plan now.
-  ``"prompt"`` and ``"observation/wrist_image"`` are accepted and ignored.
-Reply with an observation: ``"actions"`` float32 (k, A) chunk of the plan (k = action_chunk),
-``"energy"``, ``"current_energy"``, ``"subgoal_index"``, ``"planning_s"``; otherwise ``"ok"``.
+- an observation, in the keys of the ``obs_keys`` preset (:mod:`planning.server.keys`): plan
+  now. ``ours``: ``"observation/image"`` uint8 mosaic + ``"observation/state"`` float (S,);
+  ``droid``: openpi's DROID camera keys (the server builds the mosaic of the model's views)
+  + ``"observation/cartesian_position"`` (6) and ``"observation/gripper_position"`` (1).
+  Optional ``"observation/timestamp"`` (client ``time.time()``): stale ones are refused.
+- ``"dry_run": True``: plan and report, send nothing (also ``ServeConfig.dry_run``).
+Reply with an observation: ``"actions"`` float32 (k, A) chunk of the plan (k = action_chunk)
+after the safety limits (``"requested_actions"`` before them, ``"clamped"`` the limits that
+fired per row; in a dry run ``"actions"`` is empty (0, A) and ``"would_send"`` holds them),
+``"energy"``, ``"current_energy"``, ``"subgoal_index"``, ``"planning_s"``, ``"dry_run"``,
+``"obs_age_s"`` (with a timestamp); otherwise ``"ok"``. The metadata sent on connect reports
+the model's conventions (state and action names and dims, action bounds, fps, views, image
+policy), the observation keys and the safety limits.
 
 Limits (``ServeConfig``; a request over one gets an error frame naming the key and the limit):
 ``max_message_bytes`` (8 MiB; frames over twice that close the connection, code 1009),
@@ -43,7 +53,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -55,10 +65,14 @@ from planning.cpu_memory import keep_freed_memory
 from planning.mpc import MPCConfig, MPCController
 from planning.planners import PLANNERS, CEMConfig, ICEMConfig, make_planner
 from planning.protocol import LatentDynamics, Planner
+from planning.server.checks import ChunkSafety, ObservationClock, ServeSafety, check_clock_limits
+from planning.server.keys import ObsKeyMap, ObsKeys, resolve_obs_keys
 from planning.server.wire import Request, RequestError, packb, parse_request, unpackb
 from planning.toy import ToyDynamics
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.data.actions import ACTION_HIGH, ACTION_LOW
+from worldmodel.models.layout import Layout
+from worldmodel.models.views import parse_views
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -73,6 +87,13 @@ class ServeConfig:
     ``max_subgoals``; per connection: ``max_stored_goals``. ``goal_encode_batch``: sub-goal
     images encoded per model turn (larger: a long goal is encoded faster, other clients wait
     longer behind it).
+
+    Observations: ``obs_keys`` names the key preset (``ours`` | ``droid``,
+    :mod:`planning.server.keys`), ``obs_key_map`` overrides any of its keys. ``safety``: the
+    limits applied to every returned action (:class:`planning.server.checks.ServeSafety`).
+    ``max_obs_age_s``: refuse an observation whose ``observation/timestamp`` is older than this
+    on arrival (0: no clock comparison), ``max_obs_ahead_s``: or further ahead of the server
+    clock than this. ``dry_run``: plan and report, but return no actions.
     """
 
     host: str = "127.0.0.1"
@@ -89,7 +110,12 @@ class ServeConfig:
     max_subgoals: int = 16
     max_stored_goals: int = 16
     goal_encode_batch: int = 4
-    state_dim: int = 7
+    obs_keys: str = "ours"
+    obs_key_map: ObsKeyMap = field(default_factory=ObsKeyMap)
+    safety: ServeSafety = field(default_factory=ServeSafety)
+    max_obs_age_s: float = 1.0
+    max_obs_ahead_s: float = 0.1
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if self.planner not in PLANNERS:
@@ -107,6 +133,13 @@ class ServeConfig:
             raise ValueError(
                 f"ServeConfig.max_stored_goals must be >= 0, got {self.max_stored_goals}"
             )
+        self.observation_keys()  # a bad preset or override fails at start
+        check_clock_limits(self.max_obs_age_s, self.max_obs_ahead_s)
+        if not isinstance(self.dry_run, bool):
+            raise ValueError(f"ServeConfig.dry_run must be true or false, got {self.dry_run}")
+
+    def observation_keys(self) -> ObsKeys:
+        return resolve_obs_keys(self.obs_keys, self.obs_key_map)
 
     def resolved_api_key(self) -> str | None:
         return self.api_key or os.environ.get(self.api_key_env) or None
@@ -140,6 +173,39 @@ def action_box(planner: Planner) -> tuple[np.ndarray, np.ndarray]:
     low = getattr(planner.cfg, "action_low", ACTION_LOW)
     high = getattr(planner.cfg, "action_high", ACTION_HIGH)
     return np.asarray(low, np.float32), np.asarray(high, np.float32)
+
+
+def serving_layout(dynamics: LatentDynamics, planner: Planner) -> Layout:
+    """The conventions the server serves: the layout a world model records; for dynamics that
+    record none (the toy, test doubles), the published 7-D layout, or a per-dim ``delta``
+    layout for another action size, with the planner's action box as bounds."""
+    layout = getattr(dynamics, "layout", None)
+    if isinstance(layout, Layout):
+        return layout
+    low, high = (tuple(float(v) for v in b) for b in action_box(planner))
+    a = int(dynamics.action_dim)
+    if a == 7:
+        return Layout(action_low=low, action_high=high)
+    return Layout(a, a, [f"s{i}" for i in range(a)], [f"a{i}" for i in range(a)], "delta", low,
+                  high)  # fmt: skip
+
+
+class Conventions(NamedTuple):
+    """What the served model takes, read once at start: its layout, view names and the
+    observation keys that carry them."""
+
+    layout: Layout
+    views: tuple[str, ...]
+    keys: ObsKeys
+
+
+def conventions(cfg: ServeConfig, dynamics: LatentDynamics, planner: Planner) -> Conventions:
+    """The served model's conventions; ValueError when the observation keys cannot carry its
+    views (checked before the first request)."""
+    views = parse_views(getattr(dynamics, "views", None) or ("exterior",))
+    keys = cfg.observation_keys()
+    keys.check_views(views)
+    return Conventions(serving_layout(dynamics, planner), views, keys)
 
 
 class PlanError(RuntimeError):
@@ -206,11 +272,16 @@ Goal = tuple[np.ndarray, np.ndarray | None, list[int] | None]  # images, states,
 class Session:
     """One connection's planner state: its controller and its stored goals."""
 
-    def __init__(self, cfg: ServeConfig, dynamics: LatentDynamics, planner: Planner) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, cfg: ServeConfig, dynamics: LatentDynamics, planner: Planner, conv: Conventions
+    ) -> None:
+        self.cfg, self.conv = cfg, conv
         self.dynamics = GoalMemo(dynamics)
         self.controller = MPCController(self.dynamics, planner, cfg=cfg.mpc)
         self.low, self.high = action_box(planner)
+        self.safety = ChunkSafety(cfg.safety, conv.layout)
+        self.clock = ObservationClock(cfg.max_obs_age_s, cfg.max_obs_ahead_s)
+        self.next_chunk_s = 0.0  # monotonic time the rate limit allows the next chunk at
         self.goals: dict[str, Goal] = {}
         self.goal: Goal | None = None  # the active goal
         self.lazy = False  # its latents wait for the first plan's state (MPCController's rule)
@@ -219,9 +290,9 @@ class Session:
         if isinstance(message, str):
             raise RequestError("expected a binary msgpack frame, got a text frame")
         msg = unpackb(message, max_bytes=self.cfg.max_message_bytes)
-        views = len(getattr(self.controller.dynamics, "views", None) or ("exterior",))
-        cfg = self.cfg
-        return parse_request(msg, cfg.state_dim, cfg.max_image_side, views, cfg.max_subgoals)
+        cfg, (layout, views, keys) = self.cfg, self.conv
+        return parse_request(msg, layout.state_dim, cfg.max_image_side, views, cfg.max_subgoals,
+                             keys, layout.image_policy)  # fmt: skip
 
     def requested_goal(self, req: Request) -> Goal | None:
         """The goal this request sets (new, or a stored one by ``goal_id``), if any."""
@@ -251,7 +322,9 @@ class Session:
         return None, None
 
     async def respond(self, message: str | bytes, turns: ModelTurns) -> dict:
+        arrived = time.time()  # server clock on arrival: the observation's age is taken here
         req = await asyncio.to_thread(self.decode, message)  # large frames: off the event loop
+        age = self.clock.check(req.timestamp, arrived) if req.image is not None else None
         goal = self.requested_goal(req)
         if req.image is not None and goal is None and not self.controller.has_goal:
             raise RequestError("goal missing: send 'goal_image' (or a stored 'goal_id') first")
@@ -267,7 +340,28 @@ class Session:
                 for i in range(0, len(images_t), n)
             ]  # one model turn per slice: other connections' units run in between
             memo = (images_t, states_t, torch.cat(parts))
-        return await turns.run(self._apply, req, goal, memo)
+        reply = await turns.run(self._apply, req, goal, memo)
+        if "actions" not in reply:
+            return reply
+        if age is not None:
+            reply["obs_age_s"] = age
+        if self.cfg.dry_run or req.dry_run:  # planned and reported; nothing to execute
+            reply["would_send"] = reply["actions"]
+            reply["actions"] = reply["actions"][:0]
+            reply["dry_run"] = True
+        elif self.cfg.safety.enabled and self.cfg.safety.rate_limit_hz > 0:
+            await self.pace(reply)
+        return reply
+
+    async def pace(self, reply: dict) -> None:
+        """The rate limit: wait (off the model's turns) until the previous chunk has had time to
+        run at ``rate_limit_hz``; the wait is reported as ``"rate"`` on the first row."""
+        wait = self.next_chunk_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            reply["clamped"][0].append("rate")
+        hz = self.cfg.safety.rate_limit_hz
+        self.next_chunk_s = time.monotonic() + len(reply["actions"]) / hz
 
     def _encode(self, images: Tensor, states: Tensor) -> Tensor:
         """One model turn (worker thread): latents of a slice of sub-goals."""
@@ -296,28 +390,36 @@ class Session:
         finally:
             self.dynamics.memo = None
         self.lazy = False
+        requested = self.checked_actions(chunk, info.energy, req.state)
+        sent, clamped = self.safety.apply(requested, req.state)
+        self.check_box(sent, "after the safety limits")
         return {
-            "actions": self.checked_actions(chunk, info.energy, req.state),
+            "actions": sent, "requested_actions": requested, "clamped": clamped,
             "energy": info.energy, "current_energy": info.current_energy,
-            "subgoal_index": info.subgoal_index, "planning_s": info.seconds,
+            "subgoal_index": info.subgoal_index, "planning_s": info.seconds, "dry_run": False,
         }  # fmt: skip
 
     def checked_actions(self, chunk: np.ndarray, energy: float, state: np.ndarray) -> np.ndarray:
-        """The (k, A) chunk to send, after the execution filters; :class:`PlanError` unless it
-        is finite and inside the action box (e.g. a model with NaN weights plans NaN, or a
-        finite chunk picked on NaN energies)."""
+        """The (k, A) chunk as planned, after the execution filters; :class:`PlanError` unless
+        it is finite and inside the action box (e.g. a model with NaN weights plans NaN, or a
+        finite chunk picked on NaN energies). A plan outside the box is a fault of the model
+        or planner: refused, not clamped."""
         if not (np.isfinite(chunk).all() and math.isfinite(energy)):
             self.controller.reset()  # the warm start holds the bad plan
             raise PlanError(f"non-finite plan (energy {energy}); {_NOT_SENT}")
         actions = np.asarray(self.controller.cfg.execute(chunk, state), dtype=np.float32)
+        self.check_box(actions)
+        return actions
+
+    def check_box(self, actions: np.ndarray, when: str = "") -> None:
+        """:class:`PlanError` unless ``actions`` are finite and inside the action box."""
         tol = 1e-6  # float32 rounding of the bounds
         finite = np.isfinite(actions).all()
         if not finite or (actions < self.low - tol).any() or (actions > self.high + tol).any():
             raise PlanError(
                 f"action {actions.tolist()} outside the action box [{self.low.tolist()}, "
-                f"{self.high.tolist()}]; not sent"
+                f"{self.high.tolist()}]{' ' + when if when else ''}; not sent"
             )
-        return actions
 
 
 class PolicyServer:
@@ -331,16 +433,29 @@ class PolicyServer:
                 f"ServeConfig.host={cfg.host!r} is not loopback: set api_key or ${cfg.api_key_env}"
             )
         self.dynamics, self.planner = factory(cfg)
+        self.conv = conventions(cfg, self.dynamics, self.planner)
         self.turns = ModelTurns()
         self._server = None
-        self.metadata = {
+        self.metadata = self.describe()
+
+    def describe(self) -> dict:
+        """The metadata sent on connect: the model's conventions, the keys it reads, limits."""
+        cfg, (layout, views, keys) = self.cfg, self.conv
+        low, high = action_box(self.planner)
+        return {
             "server": "wm-serve", "protocol": "openpi-websocket-msgpack",
             "action_dim": int(self.dynamics.action_dim), "action_chunk": cfg.mpc.action_chunk,
             "horizon": self.planner.cfg.horizon, "planner": cfg.planner, "model": cfg.model,
+            "state_dim": layout.state_dim, "state_names": list(layout.state_names),
+            "action_names": list(layout.action_names), "action_kind": layout.action_kind,
+            "action_low": low.tolist(), "action_high": high.tolist(), "fps": layout.fps,
+            "views": list(views), "image_policy": layout.image_policy,
+            "obs_keys": keys.name, "observation_keys": keys.describe(),
+            "goal_keys": ["goal_image", "goal_state", "goal_budgets", "goal_id", "reset"],
+            "safety": cfg.safety.describe(layout), "dry_run": cfg.dry_run,
+            "max_obs_age_s": cfg.max_obs_age_s, "max_obs_ahead_s": cfg.max_obs_ahead_s,
             "max_message_bytes": cfg.max_message_bytes, "max_image_side": cfg.max_image_side,
             "max_subgoals": cfg.max_subgoals,
-            "observation_keys": ["observation/image", "observation/state"],
-            "goal_keys": ["goal_image", "goal_state", "goal_budgets", "goal_id", "reset"],
         }  # fmt: skip
 
     @property
@@ -371,7 +486,7 @@ class PolicyServer:
             await self._server.wait_closed()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = Session(self.cfg, self.dynamics, self.planner)
+        session = Session(self.cfg, self.dynamics, self.planner, self.conv)
         try:
             await ws.send(packb(self.metadata))
             async for message in ws:
