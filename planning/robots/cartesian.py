@@ -44,7 +44,7 @@ class CartesianDeltaRobot(RobotBase):
     ) -> None:
         super().__init__()
         self._read, self._transport = read_observation, transport
-        self.safety = SafetyFilter(limits)
+        self.safety = SafetyFilter(limits)  # the 7-D end-effector delta layout
         self.dry_run, self._clock, self._sleep = dry_run, clock, sleep
         self._on_connect, self._on_disconnect = on_connect, on_disconnect
         self.last_report: ClampReport | None = None
@@ -61,9 +61,14 @@ class CartesianDeltaRobot(RobotBase):
             self._on_disconnect()
         super().disconnect()
 
+    @property
+    def control_hz(self) -> float | None:
+        """The command rate the rate limit enforces (None when unlimited)."""
+        return self.safety.limits.rate_limit_hz or None
+
     def get_observation(self) -> Observation:
         self.require_connected("get_observation")
-        obs = check_observation(self._read())
+        obs = check_observation(self._read(), self.safety.action_dim)
         self._last_state = obs.state
         return obs
 

@@ -44,9 +44,14 @@ class FakeRobot(RobotBase):
         self.require_connected("get_observation")
         step = len(self.actions)
         if self.script is not None:
-            return check_observation(self.script(step, self.state.copy()))
+            return check_observation(self.script(step, self.state.copy()), self.state.shape[0])
         rgb = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-        return check_observation(Observation(rgb, self.state.copy(), step * self.ctrl_dt_s))
+        obs = Observation(rgb, self.state.copy(), step * self.ctrl_dt_s)
+        return check_observation(obs, self.state.shape[0])
+
+    @property
+    def control_hz(self) -> float:
+        return 1.0 / self.ctrl_dt_s
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         self.require_connected("send_action")

@@ -39,6 +39,10 @@ class SafetyLimits:
     gripper_high: float = 1.0
     rate_limit_hz: float = 4.0
     layout: ActionLayout = field(default_factory=ActionLayout)
+    # Optional per-dim action box (e.g. a joint-space model's recorded bounds); None = the
+    # caps above are the box (the published 7-D layout).
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_translation_m", "max_rotation_rad"):
@@ -51,6 +55,27 @@ class SafetyLimits:
             raise ValueError(f"SafetyLimits gripper range empty: {self.gripper_low}")
         if self.rate_limit_hz < 0:
             raise ValueError(f"SafetyLimits.rate_limit_hz must be >= 0, got {self.rate_limit_hz}")
+        if (self.action_low is None) != (self.action_high is None):
+            raise ValueError("SafetyLimits.action_low and action_high go together")
+        if self.action_low is not None:
+            lo, hi = tuple(map(float, self.action_low)), tuple(map(float, self.action_high))
+            object.__setattr__(self, "action_low", lo)
+            object.__setattr__(self, "action_high", hi)
+            if len(lo) != len(hi) or any(not a < b for a, b in zip(lo, hi, strict=True)):
+                raise ValueError(f"SafetyLimits action box needs low < high per dim: {lo} {hi}")
+
+    @classmethod
+    def for_model(cls, model, **overrides) -> SafetyLimits:
+        """Limits for a world model's recorded layout (``model.layout``): the published 7-D
+        end-effector layout keeps the defaults (or ``overrides``); any other layout gets its
+        recorded per-dim action box, its gripper (an action named like one) kept in range, and
+        no xyz/rotation caps. ``overrides``: any field."""
+        layout = getattr(model, "layout", None)
+        if layout is None or layout.is_published:
+            return cls(**overrides)
+        base = dict(layout=ActionLayout(None, None, layout.gripper_index),
+                    action_low=layout.action_low, action_high=layout.action_high)  # fmt: skip
+        return cls(**{**base, **overrides})
 
 
 class ClampReport(NamedTuple):
@@ -58,7 +83,7 @@ class ClampReport(NamedTuple):
 
     requested: np.ndarray
     sent: np.ndarray
-    reasons: tuple[str, ...]  # subset of translation, rotation, workspace, gripper, rate
+    reasons: tuple[str, ...]  # subset of translation, rotation, workspace, box, gripper, rate
 
     @property
     def clamped(self) -> bool:
@@ -71,6 +96,11 @@ class SafetyFilter:
     def __init__(self, limits: SafetyLimits | None = None, action_dim: int = 7) -> None:
         self.limits = limits or SafetyLimits()
         self.limits.layout.check(action_dim)
+        if self.limits.action_low is not None and len(self.limits.action_low) != action_dim:
+            raise ValueError(
+                f"SafetyLimits action box has {len(self.limits.action_low)} dims, actions have "
+                f"{action_dim}"
+            )
         self.action_dim = action_dim
         self._last_sent_s: float | None = None
 
@@ -93,7 +123,7 @@ class SafetyFilter:
         return a
 
     def filter(self, action: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, ClampReport]:
-        """Return the (A,) action to send given the (7,) state; log a warning on any clamp."""
+        """Return the (A,) action to send given the (S,) state; log a warning on any clamp."""
         lim, lay = self.limits, self.limits.layout
         requested = self.check_action(action)
         state = np.asarray(state, dtype=np.float64)
@@ -116,6 +146,11 @@ class SafetyFilter:
             if norm > lim.max_rotation_rad:
                 out[rot] *= lim.max_rotation_rad / norm
                 reasons.append("rotation")
+        if lim.action_low is not None:
+            boxed = np.clip(out, lim.action_low, lim.action_high)
+            if not np.allclose(boxed, out):
+                out = boxed
+                reasons.append("box")
         if g is not None:
             grip = float(state[g])
             target = float(np.clip(grip + out[g], lim.gripper_low, lim.gripper_high))

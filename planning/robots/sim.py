@@ -47,7 +47,12 @@ class SimRobot(RobotBase):
     def get_observation(self) -> Observation:
         self.require_connected("get_observation")
         ts = self._steps * self.ctrl_dt_s
-        return check_observation(Observation(self._obs["rgb"], self._obs["state"], ts))
+        state = np.asarray(self._obs["state"])
+        return check_observation(Observation(self._obs["rgb"], state, ts), state.shape[-1])
+
+    @property
+    def control_hz(self) -> float:
+        return 1.0 / self.ctrl_dt_s
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
         self.require_connected("send_action")

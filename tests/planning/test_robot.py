@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from planning.protocol import ActionLayout
 from planning.robots import (
     CartesianDeltaRobot,
     FakeRobot,
@@ -187,3 +188,73 @@ def test_safety_filter_refuses_a_non_finite_state(index, bad):
     state[index] = bad
     with pytest.raises(ValueError, match="state contains NaN or inf"):
         SafetyFilter().filter(np.zeros(7, np.float32), state)
+
+
+NO_PARTS = ActionLayout(None, None, None)
+
+
+class _ToyWithConventions:
+    """Toy dynamics that records conventions like a trained WorldModel (layout, views)."""
+
+    def __init__(self, fps=4.0, views=("exterior",)):
+        from planning.toy import ToyDynamics
+        from worldmodel.models.layout import Layout
+
+        self._toy = ToyDynamics()
+        self.layout, self.views = Layout(fps=fps), views
+
+    def __getattr__(self, name):
+        return getattr(self._toy, name)
+
+
+def _mpc_for(model):
+    from planning.mpc import MPCController
+    from planning.planners import make_planner
+
+    ctl = MPCController(model, make_planner("cem", samples=8, top_k=2, iterations=1))
+    ctl.set_goal(np.zeros((16, 16, 3), np.uint8), STATE)
+    return ctl
+
+
+@pytest.mark.parametrize(
+    "robot_kwargs,model_kwargs,match",
+    [
+        (dict(ctrl_dt_s=0.2), dict(fps=4.0), "controlled at 5 Hz, the model was trained on 4 Hz"),
+        (
+            dict(initial_state=STATE[:6], limits=SafetyLimits(rate_limit_hz=0, layout=NO_PARTS)),
+            dict(),
+            "takes 6-D actions, the model plans 7-D",
+        ),
+        (dict(), dict(views=("exterior", "wrist")), "2 square views side by side"),
+    ],
+    ids=["rate", "action_size", "missing_camera"],
+)
+def test_run_mpc_refuses_a_robot_that_does_not_fit_the_model(robot_kwargs, model_kwargs, match):
+    from planning.robots import run_mpc
+
+    kwargs = {"initial_state": STATE, "limits": SafetyLimits(rate_limit_hz=0), **robot_kwargs}
+    robot = FakeRobot(**kwargs)
+    robot.connect()
+    with pytest.raises(ValueError, match=match):
+        run_mpc(robot, _mpc_for(_ToyWithConventions(**model_kwargs)), max_steps=2)
+    assert robot.actions == []  # refused before the first action
+    fits = FakeRobot(STATE, limits=SafetyLimits(rate_limit_hz=0))
+    fits.connect()
+    assert len(run_mpc(fits, _mpc_for(_ToyWithConventions()), max_steps=2).sent) == 2
+
+
+def test_safety_limits_for_a_joint_space_model_box_each_joint():
+    from worldmodel.models.layout import Layout
+
+    class Joints:
+        layout = Layout(6, 6, [f"j{i}" for i in range(5)] + ["gripper"],
+                        [f"dj{i}" for i in range(5)] + ["dgripper"], "delta",
+                        [-0.1] * 6, [0.1] * 6)  # fmt: skip
+
+    limits = SafetyLimits.for_model(Joints(), rate_limit_hz=0)
+    sent, report = SafetyFilter(limits, action_dim=6).filter(
+        np.array([0.5, -0.5, 0.05, 0, 0, 0.05]), np.array([0, 0, 0, 0, 0, 0.98])
+    )
+    np.testing.assert_allclose(sent, [0.1, -0.1, 0.05, 0, 0, 0.02], atol=1e-6)
+    assert report.reasons == ("box", "gripper")
+    assert SafetyLimits.for_model(object()) == SafetyLimits()
