@@ -92,6 +92,15 @@ class ArmEnv(gym.Env):
         p, r = self.cfg.max_delta_pos_m, self.cfg.max_delta_rot_rad
         bound = np.array([p, p, p, r, r, r, 1.0], dtype=np.float32)
         self.action_space = gym.spaces.Box(-bound, bound, dtype=np.float32)
+        # The env contract (envs/contract.py): control rate, cameras with their own image,
+        # what obs["rgb"] shows side by side, how an action moves the state.
+        self.metadata = {
+            **type(self).metadata,
+            "render_fps": 1.0 / self.cfg.ctrl_dt_s,
+            "cameras": ("exterior", "wrist") if self.cfg.wrist_camera else ("exterior",),
+            "views": self.cfg.views,
+            "action_kind": "ee_delta",
+        }
         self.goal_sim_states: list[np.ndarray] = []
         self._goal_rgbs: list[np.ndarray] = []
         self.task_id: int | None = None

@@ -1,4 +1,5 @@
-"""A tiny env that follows the ``envs/`` contract without MuJoCo, plus its scripted expert.
+"""A tiny env meeting the recording part of the env contract (``envs/contract.py``; no goal
+image) without MuJoCo, plus its scripted expert.
 
 For fast tests of data collection: ``gymnasium.make("envs.fake_env:FakeArm-v0")``
 imports this module (which registers the id), also inside spawned worker processes. The end
@@ -40,6 +41,9 @@ class FakeArmEnv(gym.Env):
         if wrist_camera:
             spaces["wrist_rgb"] = img
         self.observation_space = gym.spaces.Dict(spaces)
+        # the env contract (envs/contract.py): the wrist image, when on, is obs["wrist_rgb"]
+        cameras = ("exterior", "wrist") if wrist_camera else ("exterior",)
+        self.metadata = {**type(self).metadata, "cameras": cameras, "action_kind": "ee_delta"}
         self._state = np.zeros(7, dtype=np.float32)
         self.goal = np.zeros(2)
 

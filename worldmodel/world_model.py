@@ -293,6 +293,10 @@ def camera_differences(recorded: dict, current: dict) -> list[str]:
     for key, tol in _CAMERA_CLOSE.items():
         if key not in recorded:
             continue
+        if recorded[key] is None or current.get(key) is None:  # unknown intrinsics (fovy_deg)
+            if recorded[key] is not current.get(key):
+                out.append(f"{key} {recorded[key]!r} vs {current.get(key)!r}")
+            continue
         a = np.atleast_1d(np.asarray(recorded[key], dtype=np.float64))
         b = np.atleast_1d(np.asarray(current.get(key, np.nan), dtype=np.float64))
         close = a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))

@@ -1,4 +1,6 @@
-"""wm-collect: record scripted-expert episodes of an arm env into an episode dataset.
+"""wm-collect: record episodes of an env meeting the env contract (:mod:`envs.contract`; our
+arm tasks with their scripted experts, any other with a random or your own policy) into an
+episode dataset.
 
 ``wm-collect env=pick_place episodes=500 image_size=128 workers=2 out=data/pick_place``
 
@@ -21,12 +23,14 @@ from tqdm import tqdm
 
 from envs.collection.collector import (
     build_meta,
+    check_expert,
     episode_plan,
     expert_factory,
     make_env,
     record_shard,
 )
 from envs.collection.config import RENAMED, CollectConfig, config_from_dict
+from envs.contract import require_env
 from worldmodel.config import plain_defaults, run_cli
 from worldmodel.data.writer import EpisodeWriter
 
@@ -51,10 +55,13 @@ class _ListQueue(list):
 
 
 def prepare(cfg: CollectConfig) -> tuple[EpisodeWriter, list[int]]:
-    """Write/check meta.json, delete stale temp dirs, and list the missing episode indices."""
+    """Check the env against the env contract (its recording part) and the expert, write/check
+    meta.json, delete stale temp dirs, and list the missing episode indices."""
     expert_factory(cfg.expert_factory)  # fail here, not in every worker
+    check_expert(cfg)
     env = make_env(cfg)
     try:
+        require_env(env, evaluate=False)  # EnvContractError listing every problem
         writer = EpisodeWriter(cfg.out_dir, build_meta(cfg, env))
     finally:
         env.close()

@@ -17,11 +17,14 @@ import numpy as np
 
 from envs.collection.config import CollectConfig, config_from_dict
 from envs.collection.recording import camera_metas, record_episode
+from envs.contract import is_project_env, read_contract
+from envs.contract import make_env as make_contract_env
 from worldmodel.data.meta import DatasetMeta, VideoSpec
 from worldmodel.data.writer import EpisodeWriter
 from worldmodel.errors import DatasetError
 
 MODES = ("expert", "noisy", "explore", "practice")
+DEFAULT_EXPERT = CollectConfig.expert_factory  # the arm tasks' scripted experts
 _GOLDEN = 0.6180339887498949
 
 
@@ -37,38 +40,24 @@ def episode_plan(cfg: CollectConfig, index: int) -> tuple[int, str]:
     return seed, MODES[min(int(np.searchsorted(cum, u, side="right")), len(MODES) - 1)]
 
 
-def env_id_of(task: str) -> str:
-    """Gymnasium id of a task name in ``envs.TASKS``, or ``task`` itself when it is an id."""
-    if "/" in task or ":" in task or "-v" in task:
-        return task
-    import envs
-
-    if task not in envs.TASKS:
-        raise ValueError(f"CollectConfig.env: unknown task {task!r}; known: {sorted(envs.TASKS)}")
-    return envs.TASKS[task]
-
-
 def make_env(cfg: CollectConfig):
-    """``gymnasium.make`` the configured env with image size / wrist camera / extra kwargs."""
-    import gymnasium as gym
-
-    env_id = env_id_of(cfg.env)
-    if ":" not in env_id:
-        import envs  # noqa: F401  (registers the wm/ ids)
-    return gym.make(
-        env_id, image_size=cfg.image_size, wrist_camera=cfg.wrist_camera, **dict(cfg.env_kwargs)
+    """``gymnasium.make`` the configured env: our envs with ``image_size`` / ``wrist_camera``,
+    any env with ``env_kwargs`` (:func:`envs.contract.make_env`)."""
+    return make_contract_env(
+        cfg.env,
+        image_size=cfg.image_size,
+        wrist_camera=cfg.wrist_camera,
+        env_kwargs=cfg.env_kwargs,
     )
 
 
-def cameras_of(cfg: CollectConfig) -> tuple[str, ...]:
-    """Camera names recorded under ``cfg``."""
-    return ("exterior", "wrist") if cfg.wrist_camera else ("exterior",)
-
-
 def build_meta(cfg: CollectConfig, env) -> DatasetMeta:
-    """Dataset metadata for ``cfg`` from a constructed env (ids, cameras, control rate)."""
-    ctrl_dt_s = getattr(getattr(env.unwrapped, "cfg", None), "ctrl_dt_s", None)
-    fps = 1.0 / ctrl_dt_s if ctrl_dt_s else float(env.unwrapped.metadata.get("render_fps", 4))
+    """Dataset metadata for ``cfg`` from a constructed env: ids, and from the env's declared
+    contract (:mod:`envs.contract`) its cameras, image size, control rate and state/action
+    layout. Action bounds are recorded for layouts other than the 7-D end-effector delta,
+    whose bounds are the DROID ones of :mod:`worldmodel.data.actions`."""
+    contract = read_contract(env)
+    fps = contract.fps
     try:
         pkg = f"jepa-worldmodel {version('jepa-worldmodel')}"
     except PackageNotFoundError:
@@ -79,17 +68,36 @@ def build_meta(cfg: CollectConfig, env) -> DatasetMeta:
         "max_episode_steps": getattr(spec, "max_episode_steps", None),
         "ctrl_dt_s": 1.0 / fps,
     }
+    bounds = {}
+    if contract.action_kind != "ee_delta":
+        bounds = {"action_low": contract.action_low, "action_high": contract.action_high}
     return DatasetMeta(
         fps=fps,
-        image_size=cfg.image_size,
-        cameras=camera_metas(env, cameras_of(cfg), cfg.image_size),
-        env_id=spec.id if spec else env_id_of(cfg.env),
+        image_size=contract.image_size,
+        cameras=camera_metas(env, contract.cameras, contract.image_size),
+        env_id=spec.id if spec else cfg.env,
         env_version=f"v{getattr(spec, 'version', None) or 0} ({pkg})",
         task=cfg.env,
         created_by=f"wm-collect ({pkg})",
         video=VideoSpec(pix_fmt=cfg.pix_fmt, crf=cfg.crf, preset=cfg.preset),
+        state_dim=contract.state_dim,
+        action_dim=contract.action_dim,
+        state_names=contract.state_names,
+        action_names=contract.action_names,
+        action_kind=contract.action_kind,
+        **bounds,
         extra=extra,
     )
+
+
+def check_expert(cfg: CollectConfig) -> None:
+    """Refuse the arm tasks' scripted experts (the default) on an env that is not ours."""
+    if cfg.expert_factory == DEFAULT_EXPERT and not is_project_env(cfg.env):
+        raise ValueError(
+            f"CollectConfig.expert_factory: the scripted experts ({DEFAULT_EXPERT}) drive our "
+            f"arm tasks only; for {cfg.env} use expert_factory="
+            "envs.collection.recording:random_policy or a module:function of your own policy"
+        )
 
 
 def record_shard(cfg_dict: dict[str, Any], indices: list[int], out_queue: Any) -> None:
@@ -116,7 +124,7 @@ def record_shard(cfg_dict: dict[str, Any], indices: list[int], out_queue: Any) -
             seed, mode = episode_plan(cfg, index)
             expert = make_expert(env, mode, np.random.default_rng([cfg.seed, index, 1]))
             frames, table = record_episode(
-                env, expert, seed, cameras_of(cfg), cfg.max_steps, writer.meta.fps
+                env, expert, seed, writer.meta.camera_names, cfg.max_steps, writer.meta.fps
             )
             table.extra.update(expert_mode=np.array(mode), episode_index=np.int64(index))
             if parent is not None and not parent.is_alive():

@@ -15,18 +15,23 @@ class CollectConfig:
     """Settings of a data-collection run (``configs/collect.yaml`` only overrides these).
 
     Attributes:
-        env: task name in ``envs.TASKS`` (reach, reach_with_object, grasp, pick_place) or a
-            gymnasium id (``module:Name-v0`` ids import ``module`` first).
+        env: task name in ``envs.TASKS`` (reach, reach_with_object, grasp, pick_place) or the
+            id of any registered gymnasium env meeting the env contract (``envs/contract.py``;
+            ``module:Name-v0`` ids import ``module`` first). Every camera the env declares is
+            recorded, with its rate and state/action layout.
         episodes: total episodes wanted in ``out_dir`` (indices 0 .. episodes-1).
-        image_size: square render size in px of every camera.
-        wrist_camera: also record ``wrist.mp4``.
+        image_size: square render size in px of every camera (our envs; any other env renders
+            its own size, set through ``env_kwargs`` if it takes one).
+        wrist_camera: also record ``wrist.mp4`` (our envs).
         workers: worker processes (1 = record in this process).
         out_dir: dataset root folder.
         seed: base seed; episode i's reset seed and expert rng derive from (seed, i).
         expert_frac, noisy_frac, explore_frac, practice_frac: fractions of expert modes (sum
             to 1; see envs.experts for the modes).
         max_steps: cap on actions per episode (0 = the env's time limit only).
-        expert_factory: ``module:function`` with the signature of envs.experts.make_expert.
+        expert_factory: ``module:function`` with the signature of envs.experts.make_expert
+            (the arm tasks' scripted experts); ``envs.collection.recording:random_policy``
+            draws uniform actions for any env.
         env_kwargs: extra keyword arguments for ``gymnasium.make``.
         crf, pix_fmt, preset: libx264 settings of the mp4 files.
         start_method: multiprocessing start method of the workers (spawn or forkserver).

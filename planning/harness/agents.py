@@ -11,6 +11,7 @@ through one episode and returns its :class:`EpisodeResult`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from planning.harness.oracle import SimOracleDynamics, oracle_energy
 from planning.harness.results import EpisodeResult
 from planning.harness.video import write_episode_video
 from planning.mpc import MPCConfig, MPCController
+from planning.planners import fit_to_model
 from planning.planners.cem import shift_plan
 from planning.planners.reference import reference_cem, reference_cem_config
 from planning.protocol import LatentDynamics, token_weighted_l1_energy
@@ -69,23 +71,52 @@ def model_views(dynamics: Any) -> tuple[str, ...]:
     return tuple(getattr(dynamics, "views", None) or ("exterior",))
 
 
+def layout_mismatches(dynamics: Any, contract: Any) -> list[str]:
+    """How the state/action layout and control rate ``dynamics`` was trained with
+    (``WorldModel.layout``: state_dim, action_dim, action_kind, fps) differ from what an env
+    declares (:class:`envs.contract.EnvContract`); empty when they agree or the dynamics record
+    no layout (toy dynamics; fps None: not recorded)."""
+    layout = getattr(dynamics, "layout", None)
+    if layout is None or not hasattr(layout, "action_kind"):
+        return []
+    out = [
+        f"{name} {getattr(layout, name)!r} vs {getattr(contract, name)!r}"
+        for name in ("state_dim", "action_dim", "action_kind")
+        if getattr(layout, name) != getattr(contract, name)
+    ]
+    if layout.fps is not None and not math.isclose(layout.fps, contract.fps, rel_tol=1e-6):
+        out.append(f"fps {layout.fps:g} vs {contract.fps:g}")
+    return out
+
+
 def check_camera(dynamics: Any, env: gym.Env) -> None:
-    """Refuse to plan when ``dynamics`` records a training camera (``WorldModel.camera``) that
-    differs from the exterior camera ``env`` renders (raises ``CameraMismatchError``), or
-    expects other views side by side than ``env`` renders (ValueError)."""
-    env_views = tuple(getattr(getattr(env.unwrapped, "cfg", None), "views", ("exterior",)))
-    if env_views != model_views(dynamics):
+    """Refuse to plan, before the first action, when ``env`` (its declared env contract,
+    :mod:`envs.contract`) is not what ``dynamics`` was trained on: other views side by side
+    than the model's (ValueError), another state/action layout or control rate (ValueError,
+    :func:`layout_mismatches`), or a training camera (``WorldModel.camera``) that differs from
+    the env's first view (``CameraMismatchError``)."""
+    from envs.collection.recording import camera_metas
+    from envs.contract import read_contract
+
+    contract = read_contract(env)  # EnvContractError naming what the env does not declare
+    if contract.views != model_views(dynamics):
         raise ValueError(
             f"the world model takes the views {model_views(dynamics)} side by side, the env "
-            f"renders {env_views}: make the env with views={list(model_views(dynamics))}"
+            f"renders {contract.views}: make the env render views={list(model_views(dynamics))}"
+        )
+    mismatches = layout_mismatches(dynamics, contract)
+    if mismatches:
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise ValueError(
+            f"the world model was trained on another layout or rate than env {name} declares "
+            f"(model vs env: {'; '.join(mismatches)}); plan with a model trained on this env's "
+            "data (wm-collect env=<its id>)"
         )
     check = getattr(dynamics, "check_camera", None)
-    size = getattr(getattr(env.unwrapped, "cfg", None), "image_size", None)
-    if check is None or getattr(dynamics, "camera", None) is None or size is None:
+    if check is None or getattr(dynamics, "camera", None) is None:
         return
-    from envs.collection.recording import camera_metas
-
-    check(dataclasses.asdict(camera_metas(env, ("exterior",), size)[0]))
+    record = camera_metas(env, contract.views[:1], contract.image_size)[0]
+    check(dataclasses.asdict(record))
 
 
 def goal_schedule(info: dict, budgets: Budgets) -> tuple[list[np.ndarray], list | None]:
@@ -101,7 +132,8 @@ def goal_schedule(info: dict, budgets: Budgets) -> tuple[list[np.ndarray], list 
 
 
 class RandomAgent:
-    """Uniform actions in the env's action box, rotation dims held at 0 (like the planners)."""
+    """Uniform actions in the env's action box; for the 7-D end-effector delta (the env's
+    declared ``action_kind``, the default) the rotation dims are held at 0, like the planners."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -111,11 +143,14 @@ class RandomAgent:
         self._low, self._high = env.action_space.low, env.action_space.high
         self._rng = np.random.default_rng([self.seed, int(info.get("task_id") or 0)])
         self.goal_rgb = info["goal_rgb"]
+        kind = getattr(env, "metadata", {}).get("action_kind", "ee_delta")
+        self._hold_rotation = kind == "ee_delta"
 
     def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
         t0 = time.perf_counter()
         action = self._rng.uniform(self._low, self._high).astype(np.float32)
-        action[ROTATION_DIMS] = 0.0
+        if self._hold_rotation:
+            action[ROTATION_DIMS] = 0.0
         return action, time.perf_counter() - t0, float("nan")
 
 
@@ -137,7 +172,7 @@ class PlannerAgent:
         subgoal_budgets: Budgets = None,
         energy_views: EnergyViews = None,
     ) -> None:
-        self.mpc = MPCController(dynamics, planner, cfg=mpc_cfg)
+        self.mpc = MPCController(dynamics, planner, cfg=_gripper_filters_fit(mpc_cfg, dynamics))
         self.subgoal_budgets, self.energy_views = subgoal_budgets, energy_views or {}
         self.goal_rgb: np.ndarray | None = None
 
@@ -183,6 +218,17 @@ class PlannerAgent:
         return np.asarray(action, dtype=np.float32), seconds, float(energy)
 
 
+def _gripper_filters_fit(cfg: MPCConfig | None, dynamics: Any) -> MPCConfig | None:
+    """``cfg`` with its gripper filters (``GRIPPER_EXECUTION``; they act on the last action
+    dim) off when the model's recorded layout has no gripper there (e.g. joint deltas)."""
+    layout = getattr(dynamics, "layout", None)
+    if cfg is None or not hasattr(layout, "gripper_index"):  # no recorded Layout: as given
+        return cfg
+    if layout.gripper_index == layout.action_dim - 1:
+        return cfg
+    return dataclasses.replace(cfg, gripper_close_at=None, hold_arm_on_gripper=False)
+
+
 class ReferenceCEMAgent:
     """The literal published loop: every step runs :func:`reference_cem` from scratch (no warm
     start; frame and goal re-encoded every iteration). Sub-goals switch on step budgets only."""
@@ -194,7 +240,8 @@ class ReferenceCEMAgent:
         subgoal_budgets: Budgets = None,
         device: str = "cpu",
     ) -> None:
-        self.dynamics, self.cfg = dynamics, cfg or reference_cem_config()
+        # bounds and action dims of the model's recorded layout (fit_to_model)
+        self.dynamics, self.cfg = dynamics, fit_to_model(cfg or reference_cem_config(), dynamics)
         self.subgoal_budgets, self.device = subgoal_budgets, device
         self.goal_rgb: np.ndarray | None = None
 
@@ -271,11 +318,12 @@ class OracleAgent:
 
 def run_episode(
     env: gym.Env, agent: Agent, method: str, episode: int, seed: int, max_steps: int,
-    video_path: Path | None = None, dev_instance: bool = False,
+    video_path: Path | None = None, dev_instance: bool = False, task: str | None = None,
 ) -> EpisodeResult:  # fmt: skip
     """Run one episode (until success or ``max_steps``) and return its record. The env resets
     with ``seed`` and evaluation instance ``episode`` (``dev_instance``: no task id, the
-    instance the seed draws)."""
+    instance the seed draws; an env may ignore the id, the seed then draws it). ``task``: the
+    record's task name (default ``info["task"]``); ``info["task_distance"]`` is optional."""
     options = None if dev_instance else {"task_id": episode}
     obs, info = env.reset(seed=seed, options=options)
     agent.reset(env, obs, info)
@@ -298,6 +346,6 @@ def run_episode(
         energies.append(energies[-1])
         video = str(write_episode_video(video_path, frames, goals, energies))
     return EpisodeResult(
-        info["task"], method, episode, seed, success, steps, times,
-        float(info["task_distance"]), video,
+        task or info["task"], method, episode, seed, success, steps, times,
+        float(info.get("task_distance", np.nan)), video,
     )  # fmt: skip

@@ -7,19 +7,23 @@ images on step budgets). Without one it says so and runs CEM on the *simulator o
 (:class:`planning.harness.oracle.SimOracleDynamics`: the physics as dynamics, the privileged
 task distance as cost): an upper bound that exercises the planner, the episode loop and the
 videos, not a world-model result.
+
+``--tasks`` takes our task names or the id of any registered gymnasium env meeting the env
+contract (``envs/contract.py``; ``module:Name-v0`` imports ``module``); such an env needs a
+world model trained on its data (the oracle plans on our simulator only).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-import envs
+from envs.contract import episode_steps, is_project_env, make_env, require_env, resolve_env_id
 from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
     ENERGY_VIEWS,
@@ -32,6 +36,7 @@ from planning.harness.agents import (
     model_views,
     run_episode,
 )
+from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
 from planning.planners import make_planner
 
@@ -55,20 +60,25 @@ def make_demo_agent(
             f"wm-demo: no world model at {model_dir}; planning with the "
             "simulator oracle (physics + privileged task distance) instead"
         )
+    wm = None
+    if is_model:
+        from worldmodel.world_model import WorldModel
+
+        wm = WorldModel.load(model_dir)
     default_s, default_i = WM_BUDGETS[planner] if is_model else ORACLE_BUDGET
-    chosen = make_planner(
-        planner if is_model else "cem",
+    name = planner if is_model else "cem"
+    cfg = replace(
+        make_planner(name).cfg,
         samples=samples or default_s,
         iterations=iterations or default_i,
         top_k=min(16, samples or default_s),
         horizon=1,
         action_cost=GRIPPER_EFFORT if is_model else None,
     )
-    if not is_model:
+    # fitted to the model's recorded layout: its bounds and action dims (drops a 7-D effort)
+    chosen = make_planner(name, cfg, dynamics=wm)
+    if wm is None:
         return OracleAgent(chosen)
-    from worldmodel.world_model import WorldModel
-
-    wm = WorldModel.load(model_dir)
     mpc = MPCConfig(**GRIPPER_EXECUTION)
     return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
 
@@ -80,15 +90,24 @@ def run_demo(
     """Run the demo; returns task -> (successes, seconds of every planned action)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     keep_freed_memory()  # planning.cpu_memory: no page faults per plan on CPU
+    if not model.is_dir() and not all(is_project_env(t) for t in tasks):
+        raise ValueError(
+            f"wm-demo: no world model at {model}, and the simulator oracle plans on our tasks "
+            f"only; pass --model <folder> trained on {[t for t in tasks if not is_project_env(t)]}"
+        )
     agent = make_demo_agent(model, samples, iterations, planner)
     summary = {}
     for task in tasks:
         views = model_views(getattr(getattr(agent, "mpc", None), "dynamics", None))
-        env = gym.make(envs.TASKS[task], image_size=image_size, views=views)
+        env = make_env(task, image_size=image_size, views=views)
+        require_env(env)  # the env contract, before the first action (EnvContractError)
+        steps = episode_steps(task)
+        if not steps:
+            raise ValueError(f"wm-demo: register {task} with max_episode_steps (its step budget)")
         wins, times = 0, []
         for k in tqdm(range(episodes), desc=f"wm-demo {task}"):
-            video = out / f"{task}_{k:02d}.mp4"
-            res = run_episode(env, agent, "demo", k, k, envs.MAX_EPISODE_STEPS[task], video)
+            video = out / f"{file_stem(task)}_{k:02d}.mp4"
+            res = run_episode(env, agent, "demo", k, k, steps, video, task=task)
             wins += res.success
             times += res.seconds_per_action
             tqdm.write(
@@ -110,8 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/shipped"))
     parser.add_argument(
-        "--tasks", nargs="+", default=["reach", "pick_place"], choices=list(envs.TASKS)
-    )
+        "--tasks", nargs="+", default=["reach", "pick_place"],
+        help="task names (reach, reach_with_object, grasp, pick_place) or gymnasium env ids",
+    )  # fmt: skip
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument(
         "--planner", choices=DEMO_PLANNERS, default="cem",
@@ -124,6 +144,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    for task in args.tasks:
+        try:
+            resolve_env_id(task)
+        except ValueError as exc:
+            parser.error(f"--tasks: {exc}")
     for name in ("samples", "iterations"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")

@@ -4,10 +4,16 @@ Episode k of every (task, method) resets the env with ``seed + k`` and ``options
 k}``: the same instance for every method. An episode ends at success or after the task's step
 budget. Each finished episode is appended to ``<out_dir>/episodes.jsonl`` with a fingerprint of
 everything that shapes it (method, planner config, budgets, the model's files, image size), so
-a crash loses nothing and a rerun skips episodes already done under the same settings. Methods:
+a crash loses nothing and a rerun skips episodes already done under the same settings.
 
-- ``random``: uniform actions in the box (rotation held);
-- ``oracle_cem``: CEM on the simulator itself with the privileged task distance (upper bound);
+A task is one of our task names (``envs.TASKS``) or the id of any registered gymnasium env
+meeting the env contract (``envs/contract.py``; ``module:Name-v0`` imports ``module``), checked
+with a reset and a step, and against the world model's views, layout and rate, before the
+first episode. Methods:
+
+- ``random``: uniform actions in the box (rotation held for end-effector deltas);
+- ``oracle_cem``: CEM on the simulator itself with the privileged task distance (upper bound;
+  our tasks only);
 - ``wm_cem`` / ``wm_icem``: goal-image MPC with the world model (``model=<folder>``);
 - ``reference_cem``: the literal published CEM loop on the same model (slow; fewer episodes
   via ``episodes_per_method``).
@@ -23,12 +29,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context, parent_process
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import torch
 from tqdm import tqdm
 
 import envs
+from envs.contract import episode_steps, is_project_env, require_env, resolve_env_id
+from envs.contract import make_env as make_contract_env
 from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
     ENERGY_VIEWS,
@@ -40,6 +49,7 @@ from planning.harness.agents import (
     PlannerAgent,
     RandomAgent,
     ReferenceCEMAgent,
+    check_camera,
     model_views,
     run_episode,
 )
@@ -50,6 +60,7 @@ from planning.harness.results import (
     to_markdown,
     write_tables,
 )
+from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
 from planning.planners import CEMConfig, ICEMConfig, make_planner
 from planning.planners.reference import reference_cem_config
@@ -72,8 +83,12 @@ ORACLE_CEM = CEMConfig(samples=32, iterations=3, top_k=8, horizon=1)
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What wm-eval runs. ``episodes_per_method`` overrides ``episodes`` per method;
-    ``max_steps`` overrides ``envs.MAX_EPISODE_STEPS`` per task; ``oracle_cem`` None = the
+    """What wm-eval runs. ``tasks``: task names of ``envs.TASKS`` or gymnasium ids of envs
+    meeting the env contract (see the module docstring); ``env_kwargs``: further
+    ``gymnasium.make`` keywords for every task (our tasks get ``image_size`` and the model's
+    views besides). ``episodes_per_method`` overrides ``episodes`` per method;
+    ``max_steps`` overrides ``envs.MAX_EPISODE_STEPS`` (or an env's registered
+    ``max_episode_steps``) per task; ``oracle_cem`` None = the
     ``cem`` config (same planner and budget as wm_cem); ``video_every`` k > 0 writes an mp4 of
     every k-th episode; ``subgoal_budgets`` maps a task to the step budget of each of its
     sub-goal images (see envs.tasks; a task without budgets plans to its final goal alone);
@@ -114,20 +129,43 @@ class EvalConfig:
     energy_views: Mapping[str, tuple[str | None, ...]] | None = field(
         default_factory=lambda: dict(ENERGY_VIEWS)
     )
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("tasks", envs.TASKS), ("methods", METHODS)):
-            values = tuple(getattr(self, name))
-            object.__setattr__(self, name, values)
-            if not values or any(v not in allowed for v in values):
-                raise ValueError(f"EvalConfig.{name} must be a non-empty subset of {list(allowed)}")
+        values = tuple(self.methods)
+        object.__setattr__(self, "methods", values)
+        if not values or any(v not in METHODS for v in values):
+            raise ValueError(f"EvalConfig.methods must be a non-empty subset of {list(METHODS)}")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        if not self.tasks:
+            raise ValueError(f"EvalConfig.tasks must name tasks ({list(envs.TASKS)}) or env ids")
+        for task in self.tasks:
+            try:
+                resolve_env_id(task)
+            except ValueError as exc:
+                raise ValueError(f"EvalConfig.tasks: {exc}") from exc
+        foreign = [t for t in self.tasks if not is_project_env(t)]
+        if foreign and "oracle_cem" in self.methods:
+            raise ValueError(
+                f"EvalConfig: oracle_cem plans on our simulator's privileged state; {foreign} "
+                "are not our tasks (use random and the world-model methods there)"
+            )
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         for name in ("episodes_per_method", "max_steps"):  # null entries: the default
             kept = {k: v for k, v in getattr(self, name).items() if v is not None}
             object.__setattr__(self, name, kept)
+        # task keys: as in tasks, or an id without its module (Hydra keys cannot hold ':')
+        known = (*envs.TASKS, *self.tasks, *(t.rpartition(":")[2] for t in self.tasks))
         bad = {**{k: v for k, v in self.episodes_per_method.items() if k not in METHODS},
-               **{k: v for k, v in self.max_steps.items() if k not in envs.TASKS}}  # fmt: skip
+               **{k: v for k, v in self.max_steps.items() if k not in known}}  # fmt: skip
         if bad:
             raise ValueError(f"EvalConfig: unknown method/task keys {sorted(bad)}")
+        unbounded = [t for t in self.tasks if not self._given_steps(t) and not episode_steps(t)]
+        if unbounded:
+            raise ValueError(
+                f"EvalConfig.max_steps: give a step budget for {unbounded} (no registered "
+                "max_episode_steps)"
+            )
         counts = [self.episodes, *self.episodes_per_method.values(), *self.max_steps.values()]
         if min(counts) < 1 or self.workers < 1 or self.first_episode < 0:
             raise ValueError("EvalConfig: episodes, step budgets and workers must be >= 1")
@@ -139,18 +177,16 @@ class EvalConfig:
             raise ValueError(f"EvalConfig: bad video_every/image_size {self.video_every}")
         if self.subgoal_budgets is not None:
             budgets = {str(k): tuple(int(b) for b in v) for k, v in self.subgoal_budgets.items()}
-            if set(budgets) - set(envs.TASKS) or any(
-                min(v, default=0) < 1 for v in budgets.values()
-            ):
+            if set(budgets) - set(known) or any(min(v, default=0) < 1 for v in budgets.values()):
                 raise ValueError(f"EvalConfig.subgoal_budgets: bad tasks or budgets {budgets}")
             object.__setattr__(self, "subgoal_budgets", budgets)
         views = {}
         for task, spec in (self.energy_views or {}).items():
-            if task in envs.TASKS and (spec is None or (  # all views: the default energy
+            if task in known and (spec is None or (  # all views: the default energy
                 not isinstance(spec, str) and spec and all(v is None for v in spec)
             )):  # fmt: skip
                 continue
-            if task not in envs.TASKS or isinstance(spec, str) or not spec:
+            if task not in known or isinstance(spec, str) or not spec:
                 raise ValueError(
                     f"EvalConfig.energy_views: {task!r} needs a task name and a list with the views"
                     f" of each goal image (e.g. [exterior] or [exterior, null]), got {spec!r}"
@@ -160,8 +196,11 @@ class EvalConfig:
             )
         object.__setattr__(self, "energy_views", views)
 
+    def _given_steps(self, task: str) -> int | None:
+        return self.max_steps.get(task) or self.max_steps.get(task.rpartition(":")[2])
+
     def steps_for(self, task: str) -> int:
-        return int(self.max_steps.get(task, envs.MAX_EPISODE_STEPS[task]))
+        return int(self._given_steps(task) or episode_steps(task))
 
     def episode_ids(self, method: str) -> range:
         n = int(self.episodes_per_method.get(method, self.episodes))
@@ -234,6 +273,8 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         keys["energy_views"] = views
     if cfg.dev_instances:  # likewise
         keys["dev_instances"] = True
+    if cfg.env_kwargs:  # likewise
+        keys["env_kwargs"] = cfg.env_kwargs
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -273,17 +314,38 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
 
 
 def make_env(cfg: EvalConfig, task: str, views: tuple[str, ...] = ("exterior",)) -> gym.Env:
-    """The task's env; ``views``: what the world model sees side by side (``model_views``)."""
-    return gym.make(
-        envs.TASKS[task], image_size=cfg.image_size, max_episode_steps=cfg.steps_for(task),
-        views=views,
+    """The task's env; ``views``: what the world model sees side by side (``model_views``),
+    rendered by our envs (an env that is not ours renders what it declares)."""
+    return make_contract_env(
+        task, image_size=cfg.image_size, views=views, max_episode_steps=cfg.steps_for(task),
+        env_kwargs=cfg.env_kwargs,
     )  # fmt: skip
+
+
+def check_tasks(cfg: EvalConfig, model) -> None:
+    """Before any episode: every task's env meets the env contract (a reset and a step) and,
+    with ``model``, has its views, state/action layout and rate (:func:`check_camera`);
+    EnvContractError / ValueError naming the task otherwise."""
+    for task in cfg.tasks:
+        views = model_views(model) if model is not None else ("exterior",)
+        env = None
+        try:
+            env = make_env(cfg, task, views)  # our envs refuse views they cannot render
+            require_env(env)
+            if model is not None:
+                check_camera(model, env)
+        except ValueError as exc:  # keep its type (EnvContractError, CameraMismatchError)
+            exc.args = (f"wm-eval task {task}: {exc}", *exc.args[1:])
+            raise
+        finally:
+            if env is not None:
+                env.close()
 
 
 def _video_path(cfg: EvalConfig, task: str, method: str, k: int) -> Path | None:
     if cfg.video_every <= 0 or k % cfg.video_every:
         return None
-    return Path(cfg.out_dir) / "videos" / f"{task}_{method}_{k:03d}.mp4"
+    return Path(cfg.out_dir) / "videos" / f"{file_stem(task)}_{method}_{k:03d}.mp4"
 
 
 _WORKER: dict = {}
@@ -305,7 +367,7 @@ def _episode_job(cfg: EvalConfig, task: str, method: str, k: int) -> EpisodeResu
     env, agent = _WORKER[(task, method)]
     video = _video_path(cfg, task, method, k)
     return run_episode(
-        env, agent, method, k, cfg.seed + k, cfg.steps_for(task), video, cfg.dev_instances
+        env, agent, method, k, cfg.seed + k, cfg.steps_for(task), video, cfg.dev_instances, task
     )
 
 
@@ -363,6 +425,8 @@ def evaluate(cfg: EvalConfig) -> list[EpisodeResult]:
     has_model = cfg.model is not None
     if has_model:
         _WORKER["model"] = load_model(cfg)  # fail early on a bad folder, reuse when sequential
+    model_used = has_model and any(METHODS[m] for m in cfg.methods)
+    check_tasks(cfg, _WORKER["model"] if model_used else None)
     jobs = _todo(cfg, log, has_model)
     _run_jobs(cfg, jobs, log)
     _WORKER.clear()

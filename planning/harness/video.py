@@ -6,11 +6,17 @@ highlighted), so writing a video costs no plotting library per frame.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+
+
+def file_stem(task: str) -> str:
+    """``task`` usable in a video's file name (gymnasium ids hold ``/`` and ``:``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", task)
 
 
 def _draw_line(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: np.ndarray) -> None:
