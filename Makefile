@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# CPU wheel of torch (an unpinned torch would pull the CUDA build).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,hf]'
+	$(PY) -m pip install -q -e '.[dev,hf,import]'
 	# openpi's client, to test our policy server against the real thing; its numpy<2 pin is
 	# stale (it runs on numpy 2), hence --no-deps: its other needs come with our own.
 	$(PY) -m pip install -q --no-deps openpi-client==0.1.2

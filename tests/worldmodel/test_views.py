@@ -122,3 +122,13 @@ def test_view_token_mask_picks_each_views_columns():
         view_token_mask(VIEWS, (2, 4), "top")
     with pytest.raises(ValueError, match="side by side"):
         view_token_mask(VIEWS, (2, 3), "wrist")
+
+
+def test_the_default_view_on_a_one_camera_dataset_is_that_camera():
+    """#23: a robot whose only camera is called `front` needs no views= override."""
+    from worldmodel.models.views import resolve_views
+
+    assert resolve_views("exterior", ("front",)) == ("front",)
+    assert resolve_views("exterior", ("exterior", "wrist")) == ("exterior",)
+    assert resolve_views("wrist", ("front",)) == ("wrist",)  # asked for: kept (and refused later)
+    assert resolve_views("exterior", ("front", "side")) == ("exterior",)  # ambiguous: no guess

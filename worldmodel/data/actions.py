@@ -1,4 +1,5 @@
-"""Composing consecutive 7-D delta actions into one (for clips sampled with a frame stride).
+"""Composing consecutive actions into one (for clips sampled with a frame stride, and for
+``wm-import`` resampling to a lower control rate); the 7-D end-effector delta by default.
 
 Action ``[dx, dy, dz, droll, dpitch, dyaw, dg]``: the rotation part is the extrinsic xyz Euler
 angles of ``R_next R_cur^T``. Applying ``a_1`` then ``a_2`` moves the end effector by
@@ -47,16 +48,28 @@ def euler_xyz_from_matrix(rot: np.ndarray) -> np.ndarray:
     return np.stack([roll, pitch, yaw], axis=-1)
 
 
-def compose_actions(actions: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def compose_actions(actions: np.ndarray, valid: np.ndarray, kind: str = "ee_delta") -> np.ndarray:
     """Compose a run of actions (applied in order) into one equivalent action.
 
     Args:
-        actions: (K, 7) float actions, the first applied first.
+        actions: (K, A) float actions, the first applied first.
         valid: (K,) bool; invalid rows (past the episode end) count as "no motion".
+        kind: the dataset's ``action_kind``: ``ee_delta`` (A = 7: translations add, rotations
+            multiply, gripper deltas add clipped to [-1, 1]), ``delta`` (per-dim sum) or
+            ``absolute`` (a target: the last valid row wins).
 
     Returns:
-        (7,) float32 composed action; zero when no row is valid.
+        (A,) float32 composed action; zero when no row is valid.
     """
+    if kind == "delta":
+        return np.where(valid[:, None], actions, 0.0).sum(axis=0).astype(np.float32)
+    if kind == "absolute":
+        rows = np.flatnonzero(valid)
+        if not len(rows):
+            return np.zeros(actions.shape[1], np.float32)
+        return np.asarray(actions[rows[-1]], dtype=np.float32)
+    if kind != "ee_delta":
+        raise ValueError(f"unknown action kind {kind!r}; expected ee_delta, delta or absolute")
     acts = np.where(valid[:, None], actions, 0.0).astype(np.float64)
     out = np.zeros(7, dtype=np.float64)
     out[:3] = acts[:, :3].sum(axis=0)

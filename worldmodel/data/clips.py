@@ -164,6 +164,10 @@ def open_clip_source(
     if not Path(root).is_dir():
         raise DatasetError(f"data root {root} is not a directory")
     if is_episode_dataset(root):
+        from worldmodel.data.meta import read_meta
+        from worldmodel.models.views import resolve_views
+
+        (camera,) = resolve_views(camera, read_meta(root).camera_names)[:1]
         return EpisodeClips(root, num_frames, stride, camera)
     return Mp4FolderClips(root, num_frames, stride)
 

@@ -6,6 +6,7 @@ Format (version 1)
 
     root/
       meta.json                  dataset metadata (below)
+      import_summary.json        what the last wm-import run did (imported datasets only)
       episodes/
         ep_000000/               one directory per complete episode (6-digit index)
           exterior.mp4           one mp4 per camera named in meta.json (``wrist.mp4`` if recorded)
@@ -24,8 +25,10 @@ table row. Frames are RGB, ``image_size`` x ``image_size`` pixels (each camera's
 ==============  =========  ========  =====================================================
 field           dtype      shape     meaning
 ==============  =========  ========  =====================================================
-state           float32    (T, 7)    [x, y, z, roll, pitch, yaw, gripper] at frame t
-action          float32    (T, 7)    action applied at frame t, leads to frame t+1; last row 0
+state           float32    (T, S)    state at frame t (S = meta.json state_dim; default 7:
+                                     [x, y, z, roll, pitch, yaw, gripper])
+action          float32    (T, A)    action applied at frame t, leads to frame t+1; last row 0
+                                     (A = meta.json action_dim; default 7)
 time_s          float64    (T,)      seconds since reset (t / fps)
 action_valid    bool       (T,)      True where ``action`` was applied; False on the last row
 is_success      bool       (T,)      the env's success flag at frame t
@@ -35,21 +38,31 @@ task_id         int64      ()        evaluation instance passed to reset, -1 for
 Optional fields written by ``wm-collect``: ``seed`` int64 () reset seed, ``expert_mode`` str ()
 one of expert/noisy/explore, ``episode_index`` int64 (), ``task_distance`` float32 (T,)
 privileged distance to the goal, ``object_pos`` float32 (T, 3) privileged position of the
-task object (NaN when the task has none; for probes and oracles, never a model input). Readers
-keep unknown fields in ``StepTable.extra``.
+task object (NaN when the task has none; for probes and oracles, never a model input). Written
+by ``wm-import``: ``task`` str () task text, ``source_episode`` int64 (), ``source_row`` int64
+(T,) the source table row of each frame, ``task_index`` int64 (T,) (LeRobot), ``source_path``
+str () (DROID). Readers keep unknown fields in ``StepTable.extra``.
 
-Conventions (also spelled out as text in meta.json): state is the end-effector pose in the robot
-base frame, orientation as extrinsic xyz Euler angles (R = Rz(yaw) Ry(pitch) Rx(roll)), gripper
-in [0, 1] with 1 closed. Action is the delta actually applied after clipping to the env's bounds:
-[dx, dy, dz] metres, [droll, dpitch, dyaw] = extrinsic xyz Euler of R_next R_cur^T, dgripper.
+Conventions (also spelled out as text in meta.json): the layout is data. ``state_dim``,
+``action_dim``, ``state_names``, ``action_names`` and ``action_kind`` (``ee_delta``, ``delta`` or
+``absolute``, see :class:`~worldmodel.data.meta.DatasetMeta`) say what the columns mean. The
+default layout (our simulator data, and any meta.json that names no layout) is the end-effector
+pose in the robot base frame, orientation as extrinsic xyz Euler angles (R = Rz(yaw) Ry(pitch)
+Rx(roll)), gripper in [0, 1] with 1 closed; the action is the delta actually applied after
+clipping to the env's bounds: [dx, dy, dz] metres, [droll, dpitch, dyaw] = extrinsic xyz Euler of
+R_next R_cur^T, dgripper.
 
 ``meta.json`` keys: ``format`` ("wm-episodes"), ``format_version`` (1), ``fps``, ``image_size``,
 ``cameras`` (list of {name, width, height, fovy_deg (vertical), K (3x3 pinhole), parent
 ("world" or the body it is mounted on), pos_m, quat_wxyz (pose in the parent frame, MuJoCo
 camera convention: looks along -z, +y up)}), ``env_id``, ``env_version``, ``task``,
 ``created_by``, ``video`` {codec, pix_fmt, crf, preset}, ``action_dim``, ``state_dim``,
-``action_convention``, ``state_convention``, ``camera_convention`` (text), ``extra`` (e.g. the
-collection config).
+``state_names``, ``action_names``, ``action_kind``, the per-dim statistics ``action_low``,
+``action_high``, ``action_mean``, ``action_std``, ``state_mean``, ``state_std`` (empty = unknown),
+``image_policy`` (crop / pad / resize), ``action_convention``, ``state_convention``,
+``camera_convention`` (text), ``extra`` (e.g. the collection or import config). An imported
+camera has ``fovy_deg`` null (``K`` null: intrinsics unknown), ``parent`` "unknown" and
+``source_image_size`` [w, h] of the recorded frames.
 
 Atomicity: an episode is written into ``ep_XXXXXX.<pid>.tmp`` and renamed to ``ep_XXXXXX`` once
 every file is closed; a directory named ``ep_`` + 6 digits is therefore always complete.
@@ -57,7 +70,7 @@ every file is closed; a directory named ``ep_`` + 6 digits is therefore always c
 Clips: ``read_clip(i, start, T, stride)`` returns frames ``start, start+stride, ...`` and their
 states; ``actions[k]`` leads from clip frame k to k+1 and is the composition of the ``stride``
 raw actions in between (see :mod:`worldmodel.data.actions`); the last row leads out of the clip
-(zero where the episode ends).
+(zero where the episode ends), composed by the dataset's ``action_kind``.
 """
 
 from __future__ import annotations
@@ -98,8 +111,8 @@ class Clip(NamedTuple):
     """A clip of T frames of one camera with the matching proprioception and actions."""
 
     frames: np.ndarray  # (T, H, W, 3) uint8
-    states: np.ndarray  # (T, 7) float32
-    actions: np.ndarray  # (T, 7) float32, actions[k] leads from frame k to frame k+1
+    states: np.ndarray  # (T, state_dim) float32
+    actions: np.ndarray  # (T, action_dim) float32, actions[k] leads from frame k to frame k+1
 
 
 class EpisodeDataset:
@@ -120,7 +133,8 @@ class EpisodeDataset:
             else []
         )
         self.episode_names: list[str] = names
-        self._tables: list[StepTable] = [load_steps(ep_root / n / STEPS_FILE) for n in names]
+        dims = (self.meta.state_dim, self.meta.action_dim)
+        self._tables: list[StepTable] = [load_steps(ep_root / n / STEPS_FILE, *dims) for n in names]
         self._max_open = max_open_videos
         self._pid = os.getpid()
         _OPEN_DATASETS.add(self)
@@ -229,8 +243,12 @@ class EpisodeDataset:
             actions = table.action[idx]
         else:
             valid = table.action_valid
+            kind = self.meta.action_kind
             actions = np.stack(
-                [compose_actions(table.action[t : t + stride], valid[t : t + stride]) for t in idx]
+                [
+                    compose_actions(table.action[t : t + stride], valid[t : t + stride], kind)
+                    for t in idx
+                ]
             )
         frames = self.read_frames(i, idx, camera)
         return Clip(frames=frames, states=table.state[idx], actions=actions)

@@ -13,13 +13,15 @@ import numpy as np
 from worldmodel.errors import DatasetError
 
 STEPS_FILE = "steps.npz"
+# The default (end-effector) layout; a dataset's meta.json gives its own state_dim / action_dim.
 STATE_DIM = 7
 ACTION_DIM = 7
 
-# name -> (dtype, shape with "T" for the episode length); checked on load and on write.
+# name -> (dtype, shape with "T" for the episode length and "D" for the dataset's state_dim /
+# action_dim from meta.json); checked on load and on write.
 REQUIRED_FIELDS: dict[str, tuple[np.dtype, tuple[Any, ...]]] = {
-    "state": (np.dtype(np.float32), ("T", STATE_DIM)),
-    "action": (np.dtype(np.float32), ("T", ACTION_DIM)),
+    "state": (np.dtype(np.float32), ("T", "D")),
+    "action": (np.dtype(np.float32), ("T", "D")),
     "time_s": (np.dtype(np.float64), ("T",)),
     "action_valid": (np.dtype(np.bool_), ("T",)),
     "is_success": (np.dtype(np.bool_), ("T",)),
@@ -32,8 +34,8 @@ class StepTable:
     """Validated contents of one ``steps.npz``.
 
     Attributes:
-        state: (T, 7) float32 proprioception at each frame.
-        action: (T, 7) float32 action applied at frame t (leads to t+1); last row zero.
+        state: (T, state_dim) float32 proprioception at each frame.
+        action: (T, action_dim) float32 action applied at frame t (leads to t+1); last row zero.
         time_s: (T,) float64 seconds since reset.
         action_valid: (T,) bool, False on the last row (no action after the last frame).
         is_success: (T,) bool task success flag reported by the env at each frame.
@@ -60,22 +62,28 @@ class StepTable:
         return out
 
 
-def _check_field(name: str, value: np.ndarray, length: int, where: str) -> None:
+def _check_field(name: str, value: np.ndarray, length: int, dim: int, where: str) -> None:
     """Raise DatasetError unless ``value`` has the dtype and shape REQUIRED_FIELDS expects."""
     dtype, shape = REQUIRED_FIELDS[name]
-    want = tuple(length if s == "T" else s for s in shape)
+    want = tuple(length if s == "T" else dim if s == "D" else s for s in shape)
     if value.dtype != dtype:
         raise DatasetError(f"{where}: field {name!r} has dtype {value.dtype}, expected {dtype}")
     if value.shape != want:
         raise DatasetError(f"{where}: field {name!r} has shape {value.shape}, expected {want}")
 
 
-def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> StepTable:
+def validate_arrays(
+    arrays: dict[str, np.ndarray],
+    where: str,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+) -> StepTable:
     """Check every required field's dtype/shape and the action conventions; build a StepTable.
 
     Args:
         arrays: field name -> array (as stored in ``steps.npz``).
         where: file or context named in error messages.
+        state_dim, action_dim: the widths of ``state`` / ``action`` (the dataset's meta.json).
 
     Raises:
         DatasetError: a field is missing, has the wrong dtype/shape, a value is not finite, or
@@ -86,10 +94,13 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> StepTable:
         raise DatasetError(f"{where}: missing field(s) {missing}; expected {list(REQUIRED_FIELDS)}")
     state = arrays["state"]
     if state.ndim != 2 or state.shape[0] < 1:
-        raise DatasetError(f"{where}: field 'state' has shape {state.shape}, expected (T, 7)")
+        raise DatasetError(
+            f"{where}: field 'state' has shape {state.shape}, expected (T, {state_dim})"
+        )
     length = state.shape[0]
+    dims = {"state": state_dim, "action": action_dim}
     for name in REQUIRED_FIELDS:
-        _check_field(name, arrays[name], length, where)
+        _check_field(name, arrays[name], length, dims.get(name, 0), where)
     for name in ("state", "action", "time_s"):
         if not np.all(np.isfinite(arrays[name])):
             raise DatasetError(f"{where}: field {name!r} contains NaN or inf")
@@ -109,8 +120,10 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> StepTable:
     )
 
 
-def load_steps(path: str | os.PathLike) -> StepTable:
-    """Load and validate a ``steps.npz`` (no pickle).
+def load_steps(
+    path: str | os.PathLike, state_dim: int = STATE_DIM, action_dim: int = ACTION_DIM
+) -> StepTable:
+    """Load and validate a ``steps.npz`` (no pickle) with the dataset's state/action widths.
 
     Raises:
         DatasetError: missing or unreadable file, or any check of :func:`validate_arrays`.
@@ -123,12 +136,17 @@ def load_steps(path: str | os.PathLike) -> StepTable:
             arrays = {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise DatasetError(f"{path}: unreadable npz ({exc})") from exc
-    return validate_arrays(arrays, str(path))
+    return validate_arrays(arrays, str(path), state_dim, action_dim)
 
 
-def save_steps(path: str | os.PathLike, table: StepTable) -> None:
-    """Write a StepTable as an uncompressed npz (validated first)."""
-    validate_arrays(table.arrays(), str(path))
+def save_steps(
+    path: str | os.PathLike,
+    table: StepTable,
+    state_dim: int = STATE_DIM,
+    action_dim: int = ACTION_DIM,
+) -> None:
+    """Write a StepTable as an uncompressed npz (validated first against the widths)."""
+    validate_arrays(table.arrays(), str(path), state_dim, action_dim)
     with open(path, "wb") as fh:
         np.savez(fh, **table.arrays())
 
@@ -147,8 +165,8 @@ def make_step_table(
     """Build a StepTable with conventional defaults, converting dtypes.
 
     Args:
-        states: (T, 7) states; actions: (T, 7) applied actions (last row zero) or (T-1, 7)
-            (a zero row is appended).
+        states: (T, state_dim) states; actions: (T, action_dim) applied actions (last row zero)
+            or (T-1, action_dim) (a zero row is appended).
         fps: frame rate, used for the default ``time_s = arange(T) / fps``.
         time_s, action_valid, is_success: (T,) overrides; defaults: valid everywhere but the last
             row, never successful.

@@ -28,6 +28,10 @@ _COMPAT_FIELDS = (
     "env_id",
     "action_dim",
     "state_dim",
+    "state_names",
+    "action_names",
+    "action_kind",
+    "image_policy",
     "video",
 )
 
@@ -127,7 +131,7 @@ class EpisodeWriter:
                 write_video(
                     tmp / f"{cam.name}.mp4", frames[cam.name], self.meta.fps, self.meta.video
                 )
-            save_steps(tmp / STEPS_FILE, steps)
+            save_steps(tmp / STEPS_FILE, steps, self.meta.state_dim, self.meta.action_dim)
             if final.exists() and overwrite:
                 shutil.rmtree(final)
             try:
@@ -142,7 +146,15 @@ class EpisodeWriter:
     def _check_frames(
         self, frames: Mapping[str, np.ndarray], steps: StepTable, where: Path
     ) -> None:
-        """Every camera present, uint8 (T, H, W, 3) with T = table rows and the camera's size."""
+        """Every camera present, uint8 (T, H, W, 3) with T = table rows and the camera's size;
+        state / action as wide as meta.json's state_dim / action_dim."""
+        for name, dim in (("state", self.meta.state_dim), ("action", self.meta.action_dim)):
+            arr = getattr(steps, name)
+            if arr.ndim != 2 or arr.shape[1] != dim:
+                raise DatasetError(
+                    f"{where}: field {name!r} has shape {arr.shape}, but meta.json gives "
+                    f"{name}_dim {dim}; expected (T, {dim})"
+                )
         unknown = set(frames) - set(self.meta.camera_names)
         if unknown:
             raise DatasetError(f"{where}: frames for unknown camera(s) {sorted(unknown)}")

@@ -34,6 +34,22 @@ def parse_views(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return names
 
 
+DEFAULT_VIEW = "exterior"
+
+
+def resolve_views(
+    spec: str | tuple[str, ...] | list[str], cameras: tuple[str, ...] | list[str]
+) -> tuple[str, ...]:
+    """The views to use on a dataset with ``cameras``: ``spec`` parsed, except that the default
+    (``"exterior"``) on a dataset with one camera of another name means that camera (a robot
+    whose only camera is called ``front`` needs no override)."""
+    views = parse_views(spec)
+    cameras = tuple(cameras)
+    if views == (DEFAULT_VIEW,) and DEFAULT_VIEW not in cameras and len(cameras) == 1:
+        return cameras
+    return views
+
+
 def mosaic(images: list[np.ndarray]) -> np.ndarray:
     """Square views (..., H, H, 3) side by side along the width: (..., H, V * H, 3)."""
     return images[0] if len(images) == 1 else np.concatenate(images, axis=-2)

@@ -4,6 +4,10 @@
 our checkpoint folder, a Hugging Face VJEPA2 folder or a released ``.pt`` file. Resumable:
 episodes whose feature file is already complete are skipped.
 
+Under ``torchrun --nproc_per_node N -m worldmodel.training.cache ...`` each rank encodes its
+share of the episodes (:mod:`worldmodel.data.shards`); rank 0 writes meta.json; the cache is the
+one a single process writes.
+
 Safety: the dataset, the views and the encoder are checked before anything is written or
 deleted; the cache folder may not be the dataset folder, a folder above it or inside its
 episodes; ``overwrite=true`` deletes only wm-cache's own files in a folder carrying its
@@ -21,9 +25,10 @@ import torch
 from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
+from worldmodel.data.shards import barrier, gather, mine, rank_and_world
 from worldmodel.errors import CacheDirError, DatasetError
 from worldmodel.frozen_encoder import FrozenEncoder
-from worldmodel.models.views import parse_views, read_view_frames, with_views
+from worldmodel.models.views import parse_views, read_view_frames, resolve_views, with_views
 from worldmodel.training.feature_cache import (
     EpisodeFrames,
     FeatureCacheWriter,
@@ -122,17 +127,31 @@ def cache_dataset(
     _require_episodes(dataset, root if root is not None else source.get("data_root", "dataset"))
     if root is not None:
         check_cache_location(cache_dir, root)
-    writer = FeatureCacheWriter(cache_dir, encoder, source)
-    lengths = []
-    for ep in tqdm(range(len(dataset)), desc="wm-cache", disable=not progress):
-        known = writer.meta["episode_lengths"].get(str(ep))
-        if known is not None and writer.is_done(ep, known):
-            lengths.append(int(known))
-            continue
+    rank, world = rank_and_world()  # under torchrun: this rank's share of the episodes
+    if rank == 0:
+        writer = FeatureCacheWriter(cache_dir, encoder, source)  # creates meta.json, the marker
+    barrier(world)
+    if rank != 0:
+        writer = FeatureCacheWriter(cache_dir, encoder, source)  # reads them
+    known = getattr(dataset, "episode_length", None)  # frame counts without decoding
+    lengths: dict[int, int] = {}
+    todo = [ep for ep in range(len(dataset)) if mine(ep, rank, world)]
+    for ep in tqdm(todo, desc=f"wm-cache rank {rank}" if world > 1 else "wm-cache",
+                   disable=not progress or rank != 0):  # fmt: skip
+        length = known(ep) if known else writer.meta["episode_lengths"].get(str(ep))
+        if length is not None and writer.is_done(ep, int(length)):
+            lengths[ep] = int(length)
+            continue  # resumed: a complete, valid feature file
         frames = _frames_of(dataset, ep, camera)  # (T, H, W, 3) uint8
         writer.write(ep, frames)
-        lengths.append(len(frames))
-    writer.finalize(len(dataset), lengths)
+        lengths[ep] = len(frames)
+    everyone = {ep: n for part in gather(lengths, world) for ep, n in part.items()}
+    if rank == 0:
+        missing = sorted(set(range(len(dataset))) - set(everyone))
+        if missing:
+            raise DatasetError(f"{cache_dir}: episodes {missing[:10]} were not cached by any rank")
+        writer.finalize(len(dataset), [everyone[ep] for ep in range(len(dataset))])
+    barrier(world)
     return Path(cache_dir)
 
 
@@ -150,28 +169,33 @@ def build_cache(cfg: CacheConfig) -> Path:
     cache_dir = cfg.resolved_cache_dir
     dataset = open_dataset(cfg.data_root)
     _require_episodes(dataset, cfg.data_root)
-    for view in parse_views(cfg.views):
+    views = "+".join(resolve_views(cfg.views, dataset.meta.camera_names))
+    for view in parse_views(views):
         if view not in dataset.meta.camera_names:
             raise DatasetError(
-                f"{Path(cfg.data_root) / META_FILE}: no camera {view!r} for views={cfg.views!r}; "
+                f"{Path(cfg.data_root) / META_FILE}: no camera {view!r} for views={views!r}; "
                 f"the dataset has cameras {list(dataset.meta.camera_names)}"
             )
     check_cache_location(cache_dir, cfg.data_root)
+    rank, world = rank_and_world()
     if cfg.overwrite:
         removable_files(cache_dir)  # CacheDirError unless the old cache is wm-cache's own
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     device = "cpu" if device == "auto" else device
+    if device == "cuda" and world > 1:  # one GPU per rank
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     encoder = FrozenEncoder.from_checkpoint(
         cfg.encoder_dir, batch_size=cfg.batch_size, device=device
     )
-    encoder = with_views(encoder, cfg.views)  # camera=exterior+wrist: views side by side
-    if cfg.overwrite:  # the old cache goes only for a dataset whose every video decodes
+    encoder = with_views(encoder, views)  # views=exterior+wrist: side by side
+    if cfg.overwrite and rank == 0:  # the old cache goes only if every video decodes
         for i in range(len(dataset)):
             dataset.verify(i)  # DatasetError: corrupt video, frame count or size
         remove_cache(cache_dir)
-    source = {"data_root": str(Path(cfg.data_root).resolve()), "camera": cfg.views,
+    barrier(world)
+    source = {"data_root": str(Path(cfg.data_root).resolve()), "camera": views,
               "encoder_path": str(cfg.encoder_dir)}  # fmt: skip
-    return cache_dataset(dataset, encoder, cache_dir, source, cfg.views)
+    return cache_dataset(dataset, encoder, cache_dir, source, views)
 
 
 RENAMED = {"encoder_path": "encoder_dir", "camera": "views"}  # deprecated, one release
@@ -189,7 +213,9 @@ def config_from_mapping(raw: dict) -> CacheConfig:
 
 
 def _run(cfg: CacheConfig) -> None:
-    print(f"cache written to {build_cache(cfg)}")
+    out = build_cache(cfg)
+    if rank_and_world()[0] == 0:
+        print(f"cache written to {out}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from worldmodel.errors import StaleCacheError
 from worldmodel.models.latents import layer_norm
 from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import ACPredictor
-from worldmodel.models.views import parse_views, read_view_frames, with_views
+from worldmodel.models.views import read_view_frames, resolve_views, with_views
 from worldmodel.training.train_config import TrainConfig
 
 
@@ -160,7 +160,7 @@ def build_source(cfg: TrainConfig, device: torch.device | str = "cpu") -> Episod
     if cfg.mode == "cached" and not cfg.cache_dir:
         raise ValueError("TrainConfig.cache_dir is required in mode='cached'")
     dataset = open_dataset(cfg.data_root)
-    views = parse_views(cfg.views)
+    views = resolve_views(cfg.views, dataset.meta.camera_names)
     for view in views:
         dataset.meta.camera(view)  # KeyError naming the dataset's cameras
     encoder = with_views(FrozenEncoder.load(cfg.encoder_dir, device=device), views)
