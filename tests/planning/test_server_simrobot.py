@@ -39,3 +39,43 @@ def test_openpi_client_drives_simrobot_to_reach_goal(task_id):
         assert robot.info["is_success"], (start_dist, robot.info["task_distance"])
         assert robot.info["task_distance"] < start_dist
     env.close()
+
+
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
+def test_openpi_client_with_droid_keys_drives_the_sim_arm_under_server_side_safety():
+    """#24 done-when: DROID-style keys (separate camera images, cartesian_position +
+    gripper_position, joint_position and prompt ignored, a timestamp), the server's own 3 cm
+    step cap, and the MuJoCo arm reaching its goal."""
+    import time
+
+    from planning.server.checks import ServeSafety
+
+    cfg = ServeConfig(port=0, planner="cem", cem=CEMConfig(samples=128, iterations=5, top_k=12),
+                      obs_keys="droid", safety=ServeSafety(max_translation_m=0.03))  # fmt: skip
+    env = gym.make(envs.TASKS["reach"], image_size=64, wrist_camera=True)
+    with ServerThread(cfg) as srv, SimRobot(env, task_id=0) as robot:
+        client = policy_mod.WebsocketClientPolicy("127.0.0.1", srv.port)
+        goal = {"goal_image": robot.info["goal_rgb"], "goal_state": robot.info["goal_state"]}
+        assert client.infer({**goal, "reset": True})["ok"]
+        clamped = 0
+        for _step in range(25):
+            ob = robot.get_observation()
+            wrist = robot._obs.get("wrist_rgb", ob.rgb)
+            reply = client.infer({
+                "observation/exterior_image_1_left": ob.rgb,
+                "observation/wrist_image_left": wrist,
+                "observation/cartesian_position": ob.state[:6].astype(np.float64),
+                "observation/gripper_position": ob.state[6:].astype(np.float64),
+                "observation/joint_position": np.zeros(7),
+                "observation/timestamp": time.time(),
+                "prompt": "reach the goal",
+            })  # fmt: skip
+            action = reply["actions"][0]
+            assert np.linalg.norm(action[:3]) <= 0.03 + 1e-6  # the server's limit, not ours
+            clamped += "translation" in reply["clamped"][0]
+            robot.send_action(action)
+            if robot.info["is_success"]:
+                break
+        assert robot.info["is_success"], robot.info["task_distance"]
+        assert clamped > 0  # the cap bit at least once on the way
+    env.close()
