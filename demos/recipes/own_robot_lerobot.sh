@@ -23,11 +23,11 @@ fi
 : > "$WORK/times.txt"
 timed import   $BIN/wm-import src="$WORK/lerobot" out_dir="$WORK/data" fps=10 image_size=64 image_policy=pad
 timed pretrain $BIN/wm-pretrain data_root="$WORK/data" out_dir="$WORK/encoder" encoder=vit_nano_cpu \
-  total_steps=300 batch_size=4
+  total_steps=100 batch_size=4
 timed cache    $BIN/wm-cache data_root="$WORK/data" encoder_dir="$WORK/encoder/encoder" \
   cache_dir="$WORK/cache"
 timed train    $BIN/wm-train data_root="$WORK/data" cache_dir="$WORK/cache" \
-  encoder_dir="$WORK/encoder/encoder" out_dir="$WORK/run" predictor=tiny max_steps=300 \
+  encoder_dir="$WORK/encoder/encoder" out_dir="$WORK/run" predictor=tiny max_steps=200 \
   batch_size=8 clip_len=4 eval_every=100
 timed plan     $BIN/python - "$WORK" <<'PY'
 import sys

@@ -82,17 +82,29 @@ def test_read_video_every_codec(tmp_path, codec, width, height, fps):
 
 
 @CODECS
-def test_time_range_read_of_middle_episode(tmp_path, codec):
+def test_time_range_read_of_middle_episode(tmp_path, monkeypatch, codec):
     """LeRobot v3.0 packs episodes into one file: episode 1 (frames 20..44) read by its from/to
-    timestamps is exactly frames 20..44 of a whole read, for short and long keyframe intervals."""
+    timestamps is exactly frames 20..44 of a whole read, for short and long keyframe intervals;
+    with short ones decoding starts near frame 20, not at the file's start."""
     fps, lengths = 15.0, (20, 25, 15)
     frames = smooth_frames(sum(lengths), 64, 64)
+    decoded = []  # times of every frame read_video decodes
+    real_frame_time = video_mod._frame_time
+
+    def spy(*args):
+        decoded.append(real_frame_time(*args))
+        return decoded[-1]
+
+    monkeypatch.setattr(video_mod, "_frame_time", spy)
     for gop in (4, None):
         path = write(tmp_path / f"multi_{gop}.mp4", frames, fps, codec, gop=gop)
         whole, whole_t = read_video(path)
         assert len(whole) == sum(lengths)
         start, end = 20 / fps, 45 / fps
+        decoded.clear()
         got, times = read_video(path, start, end)
+        if gop == 4:
+            assert min(decoded) >= 12 / fps  # began at a keyframe shortly before frame 20
         assert len(got) == 25
         np.testing.assert_array_equal(got, whole[20:45])
         np.testing.assert_array_equal(times, whole_t[20:45])

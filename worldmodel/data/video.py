@@ -53,6 +53,15 @@ _FALLBACK_FPS = 30.0
 # Software decoders to look for, per codec. FFmpeg's native "av1" decoder only drives hardware
 # decoders; without one it fails on the first frame, so AV1 needs dav1d or libaom.
 _DECODER_CANDIDATES = {"av1": ("libdav1d", "libaom-av1")}
+# Codec of each decoder that wraps an external library, for PyAV versions without
+# Codec.canonical_name.
+_WRAPPER_DECODERS = {
+    "libdav1d": "av1",
+    "libaom-av1": "av1",
+    "libvpx": "vp8",
+    "libvpx-vp9": "vp9",
+    "libopenh264": "h264",
+}
 # Codecs listed in the "available: ..." part of an unsupported-codec message.
 _COMMON_CODECS = ("h264", "hevc", "av1", "vp9", "vp8", "mpeg4", "mjpeg", "prores", "ffv1")
 # Encoders write_video can use besides libx264, by the codec they produce.
@@ -289,6 +298,13 @@ def _codec_without_decoder(path: Path) -> str:
     return match.group(1) if match else "unknown"
 
 
+def _codec_name(codec: av.codec.Codec) -> str:
+    """FFmpeg's codec name ("av1") of a decoder, which may be a wrapper library ("libdav1d").
+    Newer PyAV exposes it as ``canonical_name`` (18.1 does, 14.0 does not)."""
+    name = getattr(codec, "canonical_name", None)
+    return name or _WRAPPER_DECODERS.get(codec.name, codec.name)
+
+
 def _ffmpeg_message(exc: Exception) -> str:
     """FFmpeg's own text of a PyAV error, without the errno and file name PyAV adds."""
     return getattr(exc, "strerror", None) or str(exc)
@@ -314,7 +330,7 @@ def _video_stream(container: av.container.InputContainer, path: Path):
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise UnsupportedCodecError(path, _codec_without_decoder(path))
-    codec = stream.codec_context.codec.canonical_name
+    codec = _codec_name(stream.codec_context.codec)
     if software_decoder(codec) is None or stream.codec_context.name == "av1":
         # No decoder at all, or only FFmpeg's hardware-only native AV1 decoder.
         raise UnsupportedCodecError(path, codec)
@@ -333,7 +349,7 @@ def _stream_info(stream) -> VideoInfo:
     if duration is None and stream.container.duration is not None:
         duration = stream.container.duration / av.time_base
     return VideoInfo(
-        codec=stream.codec_context.codec.canonical_name,
+        codec=_codec_name(stream.codec_context.codec),
         width=int(stream.codec_context.width),
         height=int(stream.codec_context.height),
         fps=fps,
@@ -523,7 +539,7 @@ def _scan_packets(container, stream, path: Path) -> FrameIndex:
     if not shown:
         raise DatasetError(f"{path}: video stream has no frames")
     return FrameIndex(
-        codec=stream.codec_context.codec.canonical_name,
+        codec=_codec_name(stream.codec_context.codec),
         pts=tuple(sorted(shown)),
         key_pts=tuple(sorted(key_pts)) or (min(shown),),
     )
@@ -533,12 +549,13 @@ class PyAVReader:
     """Random access to the frames of a video by index with PyAV (see :func:`open_video`).
 
     ``len(reader)`` frames, ``get_batch(indices)`` decodes some (the interface of the
-    ``decord.VideoReader`` it replaces). Frame k is the k-th shown frame in presentation order; the index
-    is built from packet timestamps (demuxing only, no decoding; cached per file). Reading seeks
-    to the keyframe at or before the first wanted frame and decodes forward, continuing without
-    a new seek when no keyframe lies between the last frame decoded and the next wanted one.
-    Correct for open GOPs (x265's default), where decord 0.6 returns neighbouring frames, and
-    for trimmed files (edit lists), where decord also returns the hidden frames.
+    ``decord.VideoReader`` it replaces). Frame k is the k-th shown frame in presentation order;
+    the index is built from packet timestamps (demuxing only, no decoding; cached per file).
+    Reading seeks to the keyframe at or before the first wanted frame and decodes forward,
+    continuing without a new seek when no keyframe lies between the last frame decoded and the
+    next wanted one. Correct for open GOPs (x265's default), where decord 0.6 returns
+    neighbouring frames, and for trimmed files (edit lists), where decord also returns the
+    hidden frames.
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int = 1) -> None:
@@ -672,6 +689,8 @@ def decode_frames(
     reader: PyAVReader, indices: list[int] | np.ndarray, path: str | os.PathLike
 ) -> np.ndarray:
     """Decode frames at ``indices`` (random access, any order) as (len(indices), H, W, 3) uint8.
+
+    ``path`` stays in the signature for its callers; the reader names its own file in errors.
 
     Raises:
         DatasetError: decoding failed (damaged stream), naming the file.
