@@ -1,5 +1,5 @@
 """Lazy public names of a package (PEP 562), so that importing a light subpackage does not
-import torch or decord through its parent's ``__init__``."""
+import torch or PyAV through its parent's ``__init__``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Episode datasets: the on-disk format (``meta``, ``steps``), the writer, the decord reader,
+"""Episode datasets: the on-disk format (``meta``, ``steps``), the writer, the PyAV reader,
 clips (``clips.ClipDataset`` and the one clip indexer) and the action convention (``actions``).
 
 Public API, imported lazily (``worldmodel.data.actions`` alone, for the action bounds, imports
-neither decord nor torch): :func:`open_dataset`, :class:`EpisodeDataset`, :class:`Clip`,
+neither PyAV nor torch): :func:`open_dataset`, :class:`EpisodeDataset`, :class:`Clip`,
 :class:`EpisodeWriter`, :func:`episode_name`, :class:`DatasetMeta`, :class:`CameraMeta`,
 :class:`VideoSpec`, :func:`read_meta`, :data:`FORMAT_VERSION`, :class:`StepTable`,
 :func:`load_steps`, :func:`make_step_table`.

@@ -108,7 +108,7 @@ class ClipDataset(Dataset):
 
 
 class Mp4FolderClips:
-    """Clips from every ``*.mp4`` under a folder (recursive), decoded with decord.
+    """Clips from every ``*.mp4`` under a folder (recursive), decoded with PyAV.
 
     A file that is not a video, or one whose frames cannot be decoded, raises DatasetError
     naming it (:func:`worldmodel.data.video.open_video` / ``decode_frames``).

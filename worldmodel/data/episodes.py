@@ -1,4 +1,4 @@
-"""Episode datasets on disk: the format, and a random-access reader built on decord.
+"""Episode datasets on disk: the format, and a random-access reader built on PyAV.
 
 Format (version 1)
 ------------------
@@ -17,8 +17,9 @@ Format (version 1)
 Videos: H.264 (libx264 through imageio-ffmpeg), ``yuv444p`` chroma, ``crf`` 10 (near lossless;
 mean absolute pixel error around 1/255), constant frame rate ``fps``, exactly one video frame per
 table row. Frames are RGB, ``image_size`` x ``image_size`` pixels (each camera's own
-``width``/``height`` are in meta.json). Decoded with ``decord.VideoReader`` on the CPU; decord
-0.6 cannot decode widths that divide 144 (16, 24, 48, 72 px...), so the writer refuses them.
+``width``/``height`` are in meta.json). Decoded with PyAV (:mod:`worldmodel.data.video`) on the
+CPU; the writer refuses widths that divide 144 (16, 24, 48, 72 px...), which decord 0.6, still
+used by other tools, cannot decode.
 
 ``steps.npz`` (``numpy.savez``, uncompressed, loadable with ``allow_pickle=False``), T rows:
 
@@ -93,9 +94,9 @@ from worldmodel.errors import DatasetError
 __all__ = ["Clip", "DatasetMeta", "EpisodeDataset", "EpisodeWriter", "open_dataset"]
 
 
-# decord decoders must not cross a fork: a child process that inherits a parent which has used
-# decord hangs in its own decord calls (seen with DataLoader fork workers). Before any fork every
-# open dataset closes its readers; they reopen lazily (a few ms each).
+# Open video decoders must not cross a fork (a child that inherited decord's hung in its own
+# decord calls with DataLoader fork workers; FFmpeg decoder state is not fork-safe either).
+# Before any fork every open dataset closes its readers; they reopen lazily (a few ms each).
 _OPEN_DATASETS: weakref.WeakSet[EpisodeDataset] = weakref.WeakSet()
 
 
@@ -118,7 +119,7 @@ class Clip(NamedTuple):
 class EpisodeDataset:
     """Random access to the complete episodes of a dataset (see the module docstring).
 
-    Tables are loaded (and validated) at open time; videos are opened lazily with decord and
+    Tables are loaded (and validated) at open time; videos are opened lazily (PyAV) and
     kept in a small LRU cache. The object pickles without its open readers, so it can be handed
     to DataLoader worker processes.
     """
@@ -153,7 +154,7 @@ class EpisodeDataset:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_readers"] = OrderedDict()  # decord readers do not pickle; reopen lazily
+        state["_readers"] = OrderedDict()  # video readers do not pickle; reopen lazily
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -177,7 +178,7 @@ class EpisodeDataset:
         return self._tables[i]
 
     def _reader(self, i: int, camera: str):
-        """Cached decord reader of episode i / camera, checked against the table length."""
+        """Cached video reader of episode i / camera, checked against the table length."""
         if self._pid != os.getpid():  # forked (DataLoader worker): never share decoders
             self._readers, self._pid = OrderedDict(), os.getpid()
         key = (i, camera)
