@@ -1,6 +1,7 @@
 """#23 done-when: a LeRobot v3.0 dataset (AV1, 640x480, 30 fps, one camera `front`, 6-D joint
-state and action) becomes a model you can plan with, through the documented commands
-(wm-import, wm-cache, wm-train as console scripts) and no code of the user's. Tiny sizes."""
+state and action), likewise a v2.1 dataset and DROID raw episodes, become a model you can plan
+with through the documented commands (wm-import, wm-cache, wm-train as console scripts) and no
+code of the user's. Tiny sizes."""
 
 from __future__ import annotations
 
@@ -34,18 +35,35 @@ def _run(script: str, *args: str, cwd: Path) -> None:
     assert out.returncode == 0, f"{script} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("codec", ["libsvtav1", pytest.param("libx264", marks=pytest.mark.slow)])
-def test_lerobot_v30_joint_robot_to_a_model_that_plans(tmp_path, codec):
-    if codec not in available_encoders() and codec != "libx264":
-        pytest.skip(f"no {codec} encoder in this PyAV build")
+def _source(kind: str, root: Path):
+    """(source folder, first episode's frames, states, expected dims/kind/views) per format."""
+    if kind == "droid":  # 15 Hz, 3 cameras, absolute pose -> the published ee_delta (default)
+        eps = fx.ee_episodes(3, length=20, cameras=("ext1", "ext2", "wrist"), size=(96, 64))
+        fx.write_droid_raw(root, eps, fps=15)
+        return root, eps[0].frames["ext1"], eps[0].states, (7, 7, "ee_delta")
+    codec = {"v30_av1": "libsvtav1", "v30_h264": "libx264", "v21": "libx264"}[kind]
     eps = fx.make_episodes(4, length=[20, 18, 22, 20], cameras=("observation.images.front",),
                            size=(640, 480), state_dim=6, seed=5)  # fmt: skip
-    src = fx.write_lerobot_v30(tmp_path / "lerobot", eps, fps=30, codec=codec)
+    write = fx.write_lerobot_v21 if kind == "v21" else fx.write_lerobot_v30
+    write(root, eps, fps=30, codec=codec)
+    return root, eps[0].frames["observation.images.front"], eps[0].states, (6, 6, "absolute")
+
+
+@pytest.mark.parametrize(
+    "kind", ["v30_av1", "v21", "droid", pytest.param("v30_h264", marks=pytest.mark.slow)]
+)
+def test_recordings_to_a_model_that_plans(tmp_path, kind):
+    """LeRobot v3.0 (AV1 640x480 30 fps, camera `front`, 6-D joints), v2.1, DROID raw."""
+    if kind == "v30_av1" and "libsvtav1" not in available_encoders():
+        pytest.skip("no AV1 encoder (libsvtav1) in this PyAV build")
+    src, frames, states, (s_dim, a_dim, kind_) = _source(kind, tmp_path / "recordings")
     torch.manual_seed(0)
     FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"])).save(tmp_path / "encoder")
 
     # The commands of docs/own-robot.md, run from another directory.
-    _run("wm-import", f"src={src}", f"out_dir={tmp_path / 'data'}", "fps=15", "image_size=64",
+    view = "exterior" if kind == "droid" else "front"
+    extra = ["cameras={left:exterior,wrist:wrist}", "fps=5"] if kind == "droid" else ["fps=15"]
+    _run("wm-import", f"src={src}", f"out_dir={tmp_path / 'data'}", *extra, "image_size=64",
          "image_policy=pad", "progress=false", cwd=tmp_path)  # fmt: skip
     _run("wm-cache", f"data_root={tmp_path / 'data'}", f"encoder_dir={tmp_path / 'encoder'}",
          f"cache_dir={tmp_path / 'cache'}", cwd=tmp_path)  # fmt: skip
@@ -57,16 +75,16 @@ def test_lerobot_v30_joint_robot_to_a_model_that_plans(tmp_path, codec):
 
     model = WorldModel.load(tmp_path / "run" / "world_model")
     layout = model.layout
-    assert (layout.state_dim, layout.action_dim, layout.action_kind) == (6, 6, "absolute")
-    assert layout.fps == 15 and layout.image_policy == "pad" and model.views == ("front",)
+    assert (layout.state_dim, layout.action_dim, layout.action_kind) == (s_dim, a_dim, kind_)
+    assert layout.fps == (5 if kind == "droid" else 15) and layout.image_policy == "pad"
+    assert model.views == (view,)
     low, high = np.array(layout.action_low), np.array(layout.action_high)
     assert np.all(low < high)
 
-    # Plan one action from a raw 640x480 camera frame and a 6-D joint state.
+    # Plan one action from a raw camera frame (640x480 / 96x64) and a state of the robot's size.
     planner = make_planner("cem", dynamics=model, samples=16, top_k=4, iterations=2)
     mpc = MPCController(model, planner)
-    goal = eps[0].frames["observation.images.front"][-1]  # (480, 640, 3)
-    mpc.set_goal(goal, eps[0].states[-1])
-    action, info = mpc.act(eps[0].frames["observation.images.front"][0], eps[0].states[0])
-    assert action.shape == (6,) and np.isfinite(info.energy)
+    mpc.set_goal(frames[-1], states[-1])
+    action, info = mpc.act(frames[0], states[0])
+    assert action.shape == (a_dim,) and np.isfinite(info.energy)
     assert np.all(action >= low - 1e-6) and np.all(action <= high + 1e-6)
