@@ -140,6 +140,21 @@ class MPCController:
         self._steps_on_subgoal = 0
         self._generator = make_generator(self.cfg.seed, self.cfg.device)
 
+    def snapshot(self) -> tuple:
+        """The controller's progress (warm start, pending chunk, sub-goal and its step count,
+        sampler state), for :meth:`restore`: e.g. a dry-run plan that must leave no trace."""
+        gen = self._generator
+        return (None if self._mean is None else self._mean.clone(), list(self._queue),
+                self._subgoal, self._steps_on_subgoal,
+                gen.get_state() if isinstance(gen, torch.Generator) else None)  # fmt: skip
+
+    def restore(self, snap: tuple) -> None:
+        """Return to a :meth:`snapshot` taken with the same goal."""
+        mean, queue, self._subgoal, self._steps_on_subgoal, gen_state = snap
+        self._mean, self._queue = mean, list(queue)
+        if gen_state is not None:
+            self._generator.set_state(gen_state)
+
     def set_goal(
         self,
         goal_images: np.ndarray | Sequence[np.ndarray],

@@ -68,12 +68,13 @@ class SafetyLimits:
     def for_model(cls, model, **overrides) -> SafetyLimits:
         """Limits for a world model's recorded layout (``model.layout``): the published 7-D
         end-effector layout keeps the defaults (or ``overrides``); any other layout gets its
-        recorded per-dim action box, its gripper (an action named like one) kept in range, and
-        no xyz/rotation caps. ``overrides``: any field."""
+        recorded per-dim action box and nothing else: its units are the robot's own (a
+        gripper in millimetres or a joint target), so the [0, 1] gripper rule and the xyz /
+        rotation caps of the end-effector layout do not apply. ``overrides``: any field."""
         layout = getattr(model, "layout", None)
         if layout is None or layout.is_published:
             return cls(**overrides)
-        base = dict(layout=ActionLayout(None, None, layout.gripper_index),
+        base = dict(layout=ActionLayout(None, None, None),
                     action_low=layout.action_low, action_high=layout.action_high)  # fmt: skip
         return cls(**{**base, **overrides})
 
@@ -146,11 +147,6 @@ class SafetyFilter:
             if norm > lim.max_rotation_rad:
                 out[rot] *= lim.max_rotation_rad / norm
                 reasons.append("rotation")
-        if lim.action_low is not None:
-            boxed = np.clip(out, lim.action_low, lim.action_high)
-            if not np.allclose(boxed, out):
-                out = boxed
-                reasons.append("box")
         if g is not None:
             grip = float(state[g])
             target = float(np.clip(grip + out[g], lim.gripper_low, lim.gripper_high))
@@ -161,6 +157,11 @@ class SafetyFilter:
             if not np.isclose(delta, out[g]):
                 out[g] = delta
                 reasons.append("gripper")
+        if lim.action_low is not None:  # last: no rule above may leave the box
+            boxed = np.clip(out, lim.action_low, lim.action_high)
+            if not np.allclose(boxed, out):
+                out = boxed
+                reasons.append("box")
         report = ClampReport(requested.astype(np.float32), out.astype(np.float32), tuple(reasons))
         if report.clamped:  # a gripper pushed past fully open/closed is routine: debug level
             level = logging.DEBUG if reasons == ["gripper"] else logging.WARNING

@@ -23,9 +23,10 @@ class ServeSafety:
     action of a returned chunk, the chunk's rows integrated from the request's state.
 
     What is clamped follows the model's layout: for the 7-D end-effector delta (``ee_delta``)
-    the xyz step, the rotation step, the workspace box and the gripper range; for a ``delta``
-    layout only the gripper range (of the action dim named like a gripper, if any); for an
-    ``absolute`` layout nothing (the planner's action box still holds). ``rate_limit_hz``: at
+    the xyz step, the rotation step, the workspace box and the gripper range; for any other
+    layout nothing beyond the planner's action box (the model's recorded per-dim bounds, which
+    every reply is checked against): a joint-space gripper is in the robot's own units, so the
+    [0, 1] gripper rule does not apply. ``rate_limit_hz``: at
     most this many actions per second on one connection, so a chunk of k actions is answered
     no sooner than k / rate_limit_hz s after the previous chunk (0: no pacing; the robot
     adapter's own limit still applies)."""
@@ -50,9 +51,7 @@ class ServeSafety:
         """The :class:`SafetyLimits` for a model with ``layout`` (parts as the class says)."""
         if layout.action_kind == "ee_delta":
             parts = ActionLayout()
-        elif layout.action_kind == "delta":
-            parts = ActionLayout(None, None, layout.gripper_index)
-        else:  # absolute targets: the filter's delta rules do not apply
+        else:  # joint deltas or targets in the robot's units: the box check alone applies
             parts = ActionLayout(None, None, None)
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}
         return SafetyLimits(**values, layout=parts)

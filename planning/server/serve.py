@@ -349,8 +349,19 @@ class Session:
             reply["would_send"] = reply["actions"]
             reply["actions"] = reply["actions"][:0]
             reply["dry_run"] = True
-        elif self.cfg.safety.enabled and self.cfg.safety.rate_limit_hz > 0:
+            return reply
+        if self.cfg.safety.enabled and self.cfg.safety.rate_limit_hz > 0:
             await self.pace(reply)
+        if req.timestamp is not None and self.cfg.max_obs_age_s > 0:
+            # The age when the chunk leaves, after waiting for model turns, planning and
+            # pacing: a chunk planned on a frame that is stale by now is not sent.
+            sent_age = time.time() - float(req.timestamp)
+            reply["obs_age_s"] = sent_age
+            if sent_age > self.cfg.max_obs_age_s:
+                raise RequestError(
+                    f"stale observation: age {sent_age:.3f} s when the plan was ready > "
+                    f"max_obs_age_s={self.cfg.max_obs_age_s}; no action sent"
+                )
         return reply
 
     async def pace(self, reply: dict) -> None:
@@ -381,8 +392,12 @@ class Session:
                 self.controller.reset()
             if req.image is None:
                 return {"ok": True, "subgoal_index": self.controller.subgoal_index}
+            dry = self.cfg.dry_run or req.dry_run
+            snap = self.controller.snapshot() if dry else None
             try:
                 chunk, info = self.controller.plan_chunk(req.image, req.state)
+                if snap is not None:  # a dry run plans and reports, and leaves no trace
+                    self.controller.restore(snap)
             except RuntimeError as exc:  # a non-finite plan (not kept as the warm start)
                 raise PlanError(f"{exc}; no action sent") from exc
             except ValueError as exc:  # e.g. non-finite latents, an image the model refuses

@@ -244,6 +244,8 @@ def test_run_mpc_refuses_a_robot_that_does_not_fit_the_model(robot_kwargs, model
 
 
 def test_safety_limits_for_a_joint_space_model_box_each_joint():
+    """A joint model's limits are its recorded per-dim box, applied last: the [0, 1] gripper
+    rule of the end-effector layout must not turn a gripper in the robot's own units around."""
     from worldmodel.models.layout import Layout
 
     class Joints:
@@ -252,9 +254,17 @@ def test_safety_limits_for_a_joint_space_model_box_each_joint():
                         [-0.1] * 6, [0.1] * 6)  # fmt: skip
 
     limits = SafetyLimits.for_model(Joints(), rate_limit_hz=0)
-    sent, report = SafetyFilter(limits, action_dim=6).filter(
-        np.array([0.5, -0.5, 0.05, 0, 0, 0.05]), np.array([0, 0, 0, 0, 0, 0.98])
-    )
-    np.testing.assert_allclose(sent, [0.1, -0.1, 0.05, 0, 0, 0.02], atol=1e-6)
-    assert report.reasons == ("box", "gripper")
+    filt = SafetyFilter(limits, action_dim=6)
+    sent, report = filt.filter(np.array([0.5, -0.5, 0.05, 0, 0, 0.05]), np.zeros(6))
+    np.testing.assert_allclose(sent, [0.1, -0.1, 0.05, 0, 0, 0.05], atol=1e-6)
+    assert report.reasons == ("box",)
+    sent, _ = filt.filter(np.array([0, 0, 0, 0, 0, 0.05]), np.array([0, 0, 0, 0, 0, 30.0]))
+    assert sent[5] == pytest.approx(0.05)  # a gripper at 30 (mm, say) keeps its planned +0.05
     assert SafetyLimits.for_model(object()) == SafetyLimits()
+
+
+def test_the_box_is_applied_after_the_gripper_rule():
+    box = SafetyLimits(rate_limit_hz=0, action_low=(-0.05,) * 3 + (-0.25,) * 3 + (-0.1,),
+                       action_high=(0.05,) * 3 + (0.25,) * 3 + (0.1,))  # fmt: skip
+    sent, report = SafetyFilter(box).filter(np.zeros(7), np.array([0.5, 0, 0.3, 0, 0, 0, 1.5]))
+    assert -0.1 - 1e-9 <= sent[6] <= 0.1 + 1e-9 and "box" in report.reasons

@@ -335,3 +335,33 @@ def test_random_droid_requests_are_refused_with_request_error_or_valid(msg, poli
         assert img is None or (img.dtype == np.uint8 and img.shape[-2] == 2 * img.shape[-3])
     assert req.state is None or (req.state.shape == (7,) and np.isfinite(req.state).all())
     assert req.timestamp is None or np.isfinite(req.timestamp)
+
+
+def test_a_dry_run_leaves_no_trace_in_the_controller():
+    """Dry runs must not use up sub-goal budgets or shift the warm start (review finding)."""
+    image = np.zeros((2, 32, 32, 3), np.uint8)
+    schedule = {"goal_image": {"exterior": image, "wrist": image},
+                "goal_state": np.stack([GOAL, GOAL]), "goal_budgets": np.array([2, 5])}  # fmt: skip
+    with serve() as srv:
+        dry, live = client(srv), client(srv)
+        for policy in (dry, live):
+            assert policy.infer(schedule)["ok"]
+        for _ in range(3):
+            assert dry.infer(droid_obs(START, dry_run=True))["subgoal_index"] == 0
+        a, b = dry.infer(droid_obs(START)), live.infer(droid_obs(START))
+        assert a["subgoal_index"] == b["subgoal_index"] == 0
+        np.testing.assert_array_equal(a["actions"], b["actions"])  # same warm start and sampler
+
+
+class _SlowToy(TwoViewToy):
+    def rollout(self, *args, **kwargs):
+        time.sleep(0.05)
+        return super().rollout(*args, **kwargs)
+
+
+def test_an_observation_stale_by_the_time_the_plan_is_ready_is_not_sent():
+    with serve(_SlowToy(), max_obs_age_s=0.2) as srv:
+        policy = client(srv)
+        policy.infer(droid_goal(GOAL))
+        with pytest.raises(RuntimeError, match="when the plan was ready"):
+            policy.infer(droid_obs(START, stamp=time.time() - 0.15))  # fresh on arrival

@@ -151,3 +151,38 @@ def test_cache_written_before_the_marker_still_resumes_but_is_not_deleted(tmp_pa
     with pytest.raises(CacheDirError, match=r"delete the folder by hand \(rm -r"):
         _wm_cache(tmp_path, root, overwrite=True)
     assert episode_file(root, 0).is_file()
+
+
+def test_an_episode_added_into_a_gap_is_not_served_another_episodes_features(tmp_path):
+    """wm-import names episodes by source index, so a later import can fill a gap and shift
+    every position after it; equal lengths used to let the old files pass (review finding)."""
+    import shutil
+
+    from worldmodel.data.episodes import open_dataset
+    from worldmodel.data.synthetic import write_synthetic_dataset
+    from worldmodel.training.cache import CacheConfig, build_cache
+    from worldmodel.training.train_data import check_cache_matches
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, num_episodes=4, lengths=6, image_size=32, seed=0)
+    shutil.move(data / "episodes" / "ep_000002", tmp_path / "later")  # the gap
+    torch.manual_seed(0)
+    FrozenEncoder(VisionTransformer(MICRO), PreprocessConfig(32)).save(tmp_path / "enc")
+    cfg = CacheConfig(data_root=str(data), encoder_dir=str(tmp_path / "enc"),
+                      cache_dir=str(tmp_path / "cache"), device="cpu")  # fmt: skip
+    build_cache(cfg)
+    shutil.move(data / "episodes" / "ep_000003", tmp_path / "last")  # same count, other episode
+    shutil.move(tmp_path / "later", data / "episodes" / "ep_000002")
+    enc = FrozenEncoder.load(tmp_path / "enc")
+    with pytest.raises(StaleCacheError, match="position 2 holds the features of ep_000003"):
+        check_cache_matches(
+            FeatureCache(tmp_path / "cache", enc.identity()), open_dataset(data), "c"
+        )
+    shutil.move(tmp_path / "last", data / "episodes" / "ep_000003")  # the gap filled: 4 episodes
+    dataset = open_dataset(data)
+    build_cache(cfg)  # resumes: positions 2 and 3 are recomputed, 0 and 1 kept
+    cache = FeatureCache(tmp_path / "cache", enc.identity())
+    check_cache_matches(cache, dataset, "cache")
+    for ep in range(4):
+        expected = enc.encode_frames(dataset.read_episode_frames(ep)).numpy()
+        np.testing.assert_allclose(np.asarray(cache.features(ep), np.float32), expected, atol=2e-2)

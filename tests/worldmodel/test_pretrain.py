@@ -210,3 +210,25 @@ def test_large_blocks_always_leave_context():
     for _ in range(20):
         mask = sample_block_mask(spec, (2, 8, 8), batch=8, gen=gen)
         assert ((~mask).flatten(1).sum(1) >= 13).all()  # >= 10% of 128 tokens visible
+
+
+def test_a_nan_loss_stops_before_the_update_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """Without the stop, one NaN step overwrote checkpoint.pt with NaN weights, which the
+    loader then refuses: the run could never resume (review finding)."""
+    import hashlib
+
+    from worldmodel.training import pretrain
+
+    data = write_videos(tmp_path / "vids", n=4)
+    train(micro_config(data, tmp_path / "run", stop_at_step=4))
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    real = pretrain.PreprocessedClips.__getitem__
+    monkeypatch.setattr(pretrain.PreprocessedClips, "__getitem__",
+                        lambda self, i: real(self, i) * float("nan"))  # fmt: skip
+    with pytest.raises(FloatingPointError, match="wm-pretrain: the loss is nan at step 5"):
+        train(micro_config(data, tmp_path / "run"))
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == before
+    monkeypatch.undo()
+    train(micro_config(data, tmp_path / "run"))  # the fix: a rerun resumes from step 4
+    assert (tmp_path / "run" / "encoder" / "model.safetensors").is_file()

@@ -134,12 +134,15 @@ def cache_dataset(
     if rank != 0:
         writer = FeatureCacheWriter(cache_dir, encoder, source)  # reads them
     known = getattr(dataset, "episode_length", None)  # frame counts without decoding
+    names = getattr(dataset, "episode_names", None)  # what each position holds
     lengths: dict[int, int] = {}
     todo = [ep for ep in range(len(dataset)) if mine(ep, rank, world)]
     for ep in tqdm(todo, desc=f"wm-cache rank {rank}" if world > 1 else "wm-cache",
                    disable=not progress or rank != 0):  # fmt: skip
         length = known(ep) if known else writer.meta["episode_lengths"].get(str(ep))
-        if length is not None and writer.is_done(ep, int(length)):
+        recorded = writer.recorded_name(ep)
+        same = names is None or recorded is None or recorded == names[ep]
+        if same and length is not None and writer.is_done(ep, int(length)):
             lengths[ep] = int(length)
             continue  # resumed: a complete, valid feature file
         frames = _frames_of(dataset, ep, camera)  # (T, H, W, 3) uint8
@@ -150,7 +153,8 @@ def cache_dataset(
         missing = sorted(set(range(len(dataset))) - set(everyone))
         if missing:
             raise DatasetError(f"{cache_dir}: episodes {missing[:10]} were not cached by any rank")
-        writer.finalize(len(dataset), [everyone[ep] for ep in range(len(dataset))])
+        writer.finalize(len(dataset), [everyone[ep] for ep in range(len(dataset))],
+                        list(names) if names is not None else None)  # fmt: skip
     barrier(world)
     return Path(cache_dir)
 

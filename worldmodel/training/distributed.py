@@ -27,3 +27,17 @@ def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def stop_on_non_finite(loss: torch.Tensor, step: int, job: str) -> None:
+    """Raise FloatingPointError (on every rank together) when ``loss`` is NaN or inf, before
+    the update: the weights and the last checkpoint stay good and a rerun resumes from it."""
+    finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # one rank's NaN stops them all
+    if finite.item() < 1:
+        raise FloatingPointError(
+            f"{job}: the loss is {float(loss)} at step {step} (on this or another rank): "
+            "non-finite inputs, or a learning rate too high. The last checkpoint is untouched; "
+            "fix the cause and rerun to resume from it."
+        )

@@ -282,8 +282,20 @@ class FeatureCacheWriter:
         self.meta["episode_lengths"][str(episode)] = len(frames)
         return path
 
-    def finalize(self, num_episodes: int, lengths: list[int]) -> None:
-        """Record all episode lengths and mark the cache complete."""
+    def recorded_name(self, episode: int) -> str | None:
+        """The dataset episode (folder name) whose features position ``episode`` holds, as the
+        last finished run recorded it; None when unknown (a cache made before names were kept)."""
+        names = self.meta.get("episode_names")
+        return names.get(str(episode)) if isinstance(names, dict) else None
+
+    def finalize(
+        self, num_episodes: int, lengths: list[int], names: list[str] | None = None
+    ) -> None:
+        """Record all episode lengths (and the dataset's episode names, by position: an import
+        that later fills a gap shifts positions, and the names tell) and mark the cache
+        complete."""
+        if names is not None:
+            self.meta["episode_names"] = {str(i): n for i, n in enumerate(names)}
         self.meta["episode_lengths"] = {str(i): n for i, n in enumerate(lengths)}
         self.meta["num_episodes"] = num_episodes
         self.meta["complete"] = True

@@ -31,7 +31,7 @@ from worldmodel.errors import DatasetError
 from worldmodel.models.encoder import ENCODER_PRESETS, EncoderConfig, VisionTransformer
 from worldmodel.models.preprocess import PreprocessConfig
 from worldmodel.training import run_io
-from worldmodel.training.distributed import setup_distributed
+from worldmodel.training.distributed import setup_distributed, stop_on_non_finite
 from worldmodel.training.masking import (
     MaskPredictor,
     MaskPredictorConfig,
@@ -190,6 +190,7 @@ def train_step(cfg: PretrainConfig, student: JepaStudent, target: VisionTransfor
             h = target(x)
             h = F.layer_norm(h.float(), h.shape[-1:])  # (B, N, D)
         loss = model(x, masks, h, masker.grid)
+    stop_on_non_finite(loss, step + 1, "wm-pretrain")  # before the update and any checkpoint
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:

@@ -29,7 +29,7 @@ from worldmodel.errors import CheckpointError
 from worldmodel.models.latents import layer_norm
 from worldmodel.models.layout import Layout
 from worldmodel.models.predictor import ACPredictor
-from worldmodel.training.distributed import setup_distributed
+from worldmodel.training.distributed import setup_distributed, stop_on_non_finite
 from worldmodel.training.run_io import RunLog, load_checkpoint, save_checkpoint
 from worldmodel.training.train_config import (
     RENAMED,
@@ -165,12 +165,7 @@ def _step(model, predictor, opt, sched, batch, cfg: TrainConfig, device) -> tupl
             model, *batch, cfg.rollout_steps, cfg.gripper_event_weight, cfg.motion_weight
         )
         loss = tf_loss + torch.stack(roll).mean()
-    if not bool(torch.isfinite(loss)):  # before the update: the weights and checkpoint stay good
-        raise FloatingPointError(
-            f"wm-train: the loss is {float(loss)} at step {sched.last_epoch + 1}: non-finite "
-            "features or actions in the data, or a learning rate too high. The last checkpoint "
-            "is untouched; fix the cause and rerun to resume from it."
-        )
+    stop_on_non_finite(loss, sched.last_epoch + 1, "wm-train")  # before the update
     opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(predictor.parameters(), cfg.grad_clip)

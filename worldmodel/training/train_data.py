@@ -142,6 +142,16 @@ def check_cache_matches(cache, dataset, cache_dir: str) -> None:
         raise StaleCacheError(
             f"{cache_dir}: cache has {len(cache)} episodes, dataset {len(dataset)}; rerun wm-cache"
         )
+    recorded = cache.meta.get("episode_names")
+    names = getattr(dataset, "episode_names", None)
+    if isinstance(recorded, dict) and names is not None:
+        moved = [i for i, n in enumerate(names) if recorded.get(str(i)) != n]
+        if moved:
+            raise StaleCacheError(
+                f"{cache_dir}: position {moved[0]} holds the features of "
+                f"{recorded.get(str(moved[0]))}, the dataset's episode there is "
+                f"{names[moved[0]]} (episodes were added or removed); rerun wm-cache"
+            )
     for ep in range(len(dataset)):
         if cache.episode_length(ep) != dataset.episode_length(ep):
             raise StaleCacheError(
