@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test test-slow lint format demo eval model clean
+.PHONY: venv test test-slow lint format demo eval model model-full clean
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ eval: venv
 # Rebuild models/shipped with the CPU recipe (collect -> pretrain -> cache -> train; resumable).
 model: venv
 	. $(VENV)/bin/activate && bash demos/recipes/recipe_cpu.sh
+
+# The full recipe of #25 (up to ~8 h on 2 cores, resumable stages) into runs/full.
+model-full: venv
+	. $(VENV)/bin/activate && bash demos/recipes/recipe_full.sh
 
 clean:
 	rm -rf outputs runs .pytest_cache

@@ -48,3 +48,17 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     assert sorted(tasks) == ["grasp", "pick_place", "reach"]  # 2 workers: any order
     assert (study / "dev_recipe" / "results.md").is_file()  # the recipe model's row too
     assert not (study / "dev_mw0").exists()
+
+
+@pytest.mark.slow
+def test_full_recipe_at_toy_sizes_resumes_and_records_stage_times(tmp_path):
+    run = tmp_path / "full"
+    env = {"RUN": str(run), "EPISODES": "4", "IMAGE_SIZE": "64", "PRETRAIN_STEPS": "2",
+           "PRETRAIN_CKPT": "1", "TRAIN_STEPS": "3", "DECAY_STEPS": "1", "TRAIN_CKPT": "1",
+           "ROLLOUT_STEPS": "2", "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}  # fmt: skip
+    assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)
+    meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
+    assert meta["views"] == ["exterior", "wrist"] and meta["predictor"]["width"] == 256
+    stages = [line.split()[0] for line in (run / "stage_times.txt").read_text().splitlines()]
+    assert stages == ["collect", "pretrain", "cache", "train"]
+    assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)  # a rerun: no-op

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The full CPU recipe (#25), beside the quick one (recipe_cpu.sh, <= 90 min): more and larger
+# data, a larger encoder input, longer pretraining, a bigger predictor with a longer rollout
+# loss. Budget: up to ~8 hours on 2 cores, in resumable stages: rerun the same command after a
+# crash, a kill or the end of a session and finished work is skipped (episodes, checkpoints
+# every few minutes, cached episodes); each stage's time is printed and appended to
+# $RUN/stage_times.txt.
+#
+#   bash demos/recipes/recipe_full.sh                       # into runs/full (no export)
+#   EXPORT=models/shipped bash demos/recipes/recipe_full.sh  # and replace the shipped model
+#
+# The sizes below are the first candidate of #25, not a tuned result: measure each choice on
+# development instances (wm-eval dev_instances=true) before it touches the evaluation table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUN=${RUN:-runs/full}
+EPISODES=${EPISODES:-2000}
+IMAGE_SIZE=${IMAGE_SIZE:-128}         # frames recorded and seen by the encoder (patch 8: 16x16)
+# vit_tiny_cpu's sizes (192-D, 6 blocks, 3 heads) at IMAGE_SIZE px
+ENCODER=${ENCODER:-"{image_size:$IMAGE_SIZE,patch_size:8,tubelet_size:2,in_chans:3,embed_dim:192,depth:6,num_heads:3,mlp_dim:768}"}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-10000}
+PRETRAIN_CKPT=${PRETRAIN_CKPT:-100}   # checkpoint every N steps (a few minutes of work)
+PREDICTOR=${PREDICTOR:-small}         # 4.9 M parameters; each view pooled 16x16 -> 4x4
+TRAIN_STEPS=${TRAIN_STEPS:-20000}
+DECAY_STEPS=${DECAY_STEPS:-5000}
+ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss (published: 2)
+TRAIN_CKPT=${TRAIN_CKPT:-250}
+VIEWS=${VIEWS:-exterior+wrist}
+EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+mkdir -p "$RUN"
+
+stage() {
+    local name=$1
+    shift
+    local t0=$SECONDS
+    echo "== recipe-full: $name: $*"
+    "$@"
+    echo "$name $((SECONDS - t0)) s" >> "$RUN/stage_times.txt"
+    echo "== recipe-full: $name done in $((SECONDS - t0)) s (total $SECONDS s)"
+}
+
+stage collect wm-collect env=pick_place episodes="$EPISODES" image_size="$IMAGE_SIZE" workers=2 \
+    out_dir="$RUN/data" expert_frac=0.3 noisy_frac=0.3 explore_frac=0.4 wrist_camera=true
+stage pretrain wm-pretrain data_root="$RUN/data" out_dir="$RUN/pretrain" \
+    encoder="$ENCODER" total_steps="$PRETRAIN_STEPS" \
+    checkpoint_every="$PRETRAIN_CKPT"
+stage cache wm-cache data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/features" views="$VIEWS"
+stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/features" views="$VIEWS" out_dir="$RUN/predictor" predictor="$PREDICTOR" \
+    max_steps="$TRAIN_STEPS" decay_steps="$DECAY_STEPS" rollout_steps="$ROLLOUT_STEPS" \
+    ckpt_every="$TRAIN_CKPT"
+
+if [ -n "$EXPORT" ]; then
+    rm -rf "$EXPORT.tmp"
+    cp -r "$RUN/predictor/world_model" "$EXPORT.tmp"
+    rm -rf "$EXPORT"
+    mv "$EXPORT.tmp" "$EXPORT"
+fi
+echo "== recipe-full: finished in $SECONDS s"
