@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
-from worldmodel.data.importers.common import Layout, convert_episode, layout_stats, plan_rate
+from worldmodel.data.importers.common import ImportPlan, convert_episode, layout_stats, plan_rate
 from worldmodel.data.importers.config import ImportConfig
 from worldmodel.data.meta import EE_NAMES, META_FILE, CameraMeta, DatasetMeta
 from worldmodel.data.shards import barrier, gather, mine, rank_and_world
@@ -92,7 +92,7 @@ def _action_mode(cfg: ImportConfig, source) -> str:
     return cfg.action_mode or ("ee_delta_from_state" if source.format == "droid" else "as_recorded")
 
 
-def build_layout(cfg: ImportConfig, source) -> Layout:
+def build_layout(cfg: ImportConfig, source) -> ImportPlan:
     """The conversion plan, checked against the source's state / action widths up front."""
     mode = _action_mode(cfg, source)
     if mode == "ee_delta_from_state" and cfg.action_kind not in ("", "ee_delta"):
@@ -116,7 +116,7 @@ def build_layout(cfg: ImportConfig, source) -> Layout:
                 f"action_key {cfg.action_key or '(default)'} gives {len(source.action_names)}"
             )
     fps, stride = plan_rate(source.fps, cfg.fps, str(source.root))
-    return Layout(
+    return ImportPlan(
         source_fps=source.fps,
         fps=fps,
         stride=stride,
@@ -154,7 +154,7 @@ def _names(given: tuple[str, ...], source_names: list[str], dim: int, what: str)
     return tuple(source_names) if len(source_names) == dim else ()
 
 
-def build_meta(cfg: ImportConfig, source, layout: Layout) -> DatasetMeta:
+def build_meta(cfg: ImportConfig, source, layout: ImportPlan) -> DatasetMeta:
     """meta.json of the imported dataset (statistics are added once every episode is in)."""
     sizes = _source_sizes(source)
     cameras = tuple(
@@ -225,7 +225,7 @@ def plain_config(cfg: ImportConfig) -> dict:
     return out
 
 
-def _resampling(layout: Layout) -> str:
+def _resampling(layout: ImportPlan) -> str:
     if layout.stride == 1:
         return "none"
     if layout.stride > 1:
@@ -335,7 +335,12 @@ def _remove_if_empty(root: Path) -> None:
 
 
 def _import_episodes(
-    cfg: ImportConfig, source, layout: Layout, writer: EpisodeWriter, rank: int = 0, world: int = 1
+    cfg: ImportConfig,
+    source,
+    layout: ImportPlan,
+    writer: EpisodeWriter,
+    rank: int = 0,
+    world: int = 1,
 ):
     if rank == 0:
         writer.remove_stale_temps()

@@ -121,7 +121,7 @@ class SourceEpisode:
     fields: tuple[str, str] = ("state", "action")  # source names of state / action (errors)
 
 
-class Layout(NamedTuple):
+class ImportPlan(NamedTuple):
     """How source rows become our steps (decided once per import)."""
 
     source_fps: float
@@ -150,7 +150,7 @@ def plan_rate(source_fps: float, fps: float, where: str) -> tuple[float, int]:
     return float(fps), (k if abs(ratio - k) <= 1e-6 * ratio else 0)
 
 
-def select_rows(timestamps: np.ndarray, layout: Layout) -> np.ndarray:
+def select_rows(timestamps: np.ndarray, layout: ImportPlan) -> np.ndarray:
     """Indices of the source rows kept at the target rate (see :func:`plan_rate`)."""
     if layout.stride:
         return np.arange(0, len(timestamps), layout.stride)
@@ -265,7 +265,7 @@ def read_camera(
     video: VideoRef,
     times: np.ndarray,
     keep: np.ndarray,
-    layout: Layout,
+    layout: ImportPlan,
     table: Path,
 ) -> np.ndarray:
     """Decode one camera's frames of an episode, check one frame per table row at the row's
@@ -335,7 +335,7 @@ def _frame_count_error(video, table, rows, got, want, end, short: bool) -> None:
 
 
 def convert_episode(
-    episode: SourceEpisode, layout: Layout, cameras: list[str]
+    episode: SourceEpisode, layout: ImportPlan, cameras: list[str]
 ) -> tuple[StepTable, dict[str, np.ndarray]]:
     """Source rows and videos -> our StepTable and {view: (T, S, S, 3) uint8} frames."""
     _check_rows(episode)
