@@ -193,6 +193,33 @@ class MPCController:
             self._z_goals = self._encode(np.stack(images), goal_states)
         self.reset()
 
+    def set_goal_latents(
+        self,
+        z_goals: Tensor,
+        budgets: Sequence[int] | None = None,
+        energy_fns: Sequence[EnergyFn | None] | None = None,
+    ) -> None:
+        """Set a sub-goal schedule as latents (K, N, D), e.g. proposed by
+        :class:`planning.subgoals.TrajectoryLibrary` toward one goal image (the last latent
+        the goal's own). Budgets, thresholds and energies work as in :meth:`set_goal`."""
+        z_goals = torch.as_tensor(z_goals, dtype=torch.float32, device=self.cfg.device)
+        if z_goals.ndim != 3 or len(z_goals) < 1:
+            raise ValueError(
+                f"set_goal_latents: need (K, N, D) latents, got {tuple(z_goals.shape)}"
+            )
+        if not bool(torch.isfinite(z_goals).all()):
+            raise ValueError("set_goal_latents: latents contain NaN or inf")
+        k = len(z_goals)
+        if budgets is not None and (len(budgets) != k or min(budgets) < 1):
+            raise ValueError(f"set_goal_latents: need {k} budgets >= 1, got {budgets}")
+        if energy_fns is not None and len(energy_fns) != k:
+            raise ValueError(f"set_goal_latents: need {k} energy_fns, got {len(energy_fns)}")
+        self._energy_fns = [f or self.energy_fn for f in (energy_fns or [None] * k)]
+        self._goal_images, self._goal_states = [None] * k, None  # latents only: nothing to encode
+        self._budgets = None if budgets is None else [int(b) for b in budgets]
+        self._z_goals = z_goals
+        self.reset()
+
     def _encode(self, images: np.ndarray, states: np.ndarray) -> Tensor:
         dev = self.cfg.device
         with torch.no_grad():
