@@ -352,7 +352,7 @@ def test_dataset_level_errors_write_nothing(v21, tmp_path):
 def test_overwrite_only_replaces_a_wm_import_output(v21, tmp_path):
     root, _ = v21
     import_dataset(_cfg(root, tmp_path / "out", episodes="0:1"))
-    with pytest.raises(DatasetError, match=r"image_size=64 .* 96;.*overwrite=true"):
+    with pytest.raises(DatasetError, match=r"image_size 64 vs 96.*overwrite=true"):
         import_dataset(_cfg(root, tmp_path / "out", image_size=96))
     import_dataset(_cfg(root, tmp_path / "out", image_size=96, overwrite=True))
     assert open_dataset(tmp_path / "out").meta.image_size == 96
@@ -420,3 +420,32 @@ def test_decoding_in_windows_matches_whole_episodes(v21, tmp_path, monkeypatch):
         DatasetError, match=r"8 rows there \(rows 0-7 of 10.*shorter than its table"
     ):
         import_dataset(_cfg(src, tmp_path / "short", on_error="raise"))
+
+
+def test_review_findings_bounds_widths_indices_and_reruns(v21, tmp_path):
+    """A constant action dim keeps a valid box; mismatched widths, out-of-range indices and a
+    rerun from another source are refused at import (second review of this session)."""
+    from worldmodel.data.importers.common import layout_stats
+    from worldmodel.data.steps import make_step_table
+    from worldmodel.models.layout import Layout
+
+    root, eps = v21
+    actions = np.zeros((20, 3), np.float32)
+    actions[:, 0] = np.linspace(-1, 1, 20)  # dim 1 never moves, dim 2 moves once
+    actions[5, 2] = 0.5
+    table = make_step_table(np.zeros((20, 3), np.float32), actions, 10.0, task_id=-1)
+    stats = layout_stats([table])
+    assert all(lo < hi for lo, hi in zip(stats["action_low"], stats["action_high"], strict=True))
+    assert stats["action_high"][2] > 0.4  # a rare move (5 % of steps) keeps its room
+    Layout(3, 3, ["a", "b", "c"], ["a", "b", "c"], "absolute", stats["action_low"],
+           stats["action_high"])  # fmt: skip
+    with pytest.raises(DatasetError, match="maps actions onto states dim by dim"):
+        import_dataset(_cfg(root, tmp_path / "w", action_key="action[0:4]"))
+    with pytest.raises(DatasetError, match=r"has 6 entries; \[7\] is out of range"):
+        import_dataset(_cfg(root, tmp_path / "i", state_key="observation.state[7]",
+                            action_key="action[0]"))  # fmt: skip
+    import_dataset(_cfg(root, tmp_path / "out", episodes="0:1"))
+    other = fx.write_lerobot_v21(tmp_path / "other", eps[:2], fps=30, state_names=JOINTS)
+    with pytest.raises(DatasetError, match="holds another import"):
+        import_dataset(_cfg(other, tmp_path / "out", episodes="0:2"))
+    assert import_dataset(_cfg(root, tmp_path / "out", episodes="0:2")).imported == [1]

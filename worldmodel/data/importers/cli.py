@@ -115,6 +115,13 @@ def build_layout(cfg: ImportConfig, source) -> ImportPlan:
                 f"{source.root}: action_kind ee_delta needs 7-D recorded actions, but "
                 f"action_key {cfg.action_key or '(default)'} gives {len(source.action_names)}"
             )
+    elif len(source.state_names) != len(source.action_names):
+        raise DatasetError(
+            f"{source.root}: action_kind {kind!r} maps actions onto states dim by dim, but "
+            f"state_key {cfg.state_key or '(default)'} gives {len(source.state_names)} values "
+            f"and action_key {cfg.action_key or '(default)'} {len(source.action_names)}; choose "
+            "columns of the same width (e.g. state_key=observation.state[0:6])"
+        )
     fps, stride = plan_rate(source.fps, cfg.fps, str(source.root))
     return ImportPlan(
         source_fps=source.fps,
@@ -316,7 +323,34 @@ def import_dataset(cfg: ImportConfig) -> ImportResult:
             _remove_if_empty(writer.root)
 
 
+# Settings that may change between runs into one out_dir (which episodes, how to report).
+_RERUN_FREE = ("episodes", "out_dir", "progress", "on_error", "overwrite")
+
+
+def _check_same_import(cfg: ImportConfig, meta: DatasetMeta) -> None:
+    """A rerun into an existing wm-import output must import the same source the same way:
+    otherwise its episodes would mix sources or action derivations under one meta.json."""
+    path = Path(cfg.out_dir) / META_FILE
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text()).get("extra", {})
+    new = meta.extra
+    differ = []
+    if old.get("source", {}).get("path") != new["source"].get("path"):
+        differ.append(f"src {old.get('source', {}).get('path')!r} vs {new['source'].get('path')!r}")
+    before = old.get("import", {}).get("config", {})
+    after = new["import"]["config"]
+    differ += [f"{k} {before.get(k)!r} vs {after.get(k)!r}" for k in sorted(after)
+               if k not in _RERUN_FREE and before.get(k) != after.get(k)]  # fmt: skip
+    if differ:
+        raise DatasetError(
+            f"{path}: this folder holds another import ({'; '.join(differ)}); rerun with the "
+            "same settings to continue it, or choose another out_dir (overwrite=true replaces it)"
+        )
+
+
 def _open_writer(cfg: ImportConfig, meta: DatasetMeta) -> EpisodeWriter:
+    _check_same_import(cfg, meta)
     try:
         return EpisodeWriter(cfg.out_dir, meta)
     except DatasetError as exc:

@@ -71,9 +71,17 @@ def parse_spec(spec: str, what: str) -> list[ColumnPart]:
 
 
 def select_part(values: np.ndarray, part: ColumnPart) -> np.ndarray:
-    """(N, D) column -> (N, k) entries of ``part``."""
+    """(N, D) column -> (N, k) entries of ``part``; DatasetError for an index or a slice that
+    selects nothing of a column that wide."""
     if part.index is None:
         return values
+    width = values.shape[1]
+    if isinstance(part.index, int) and not -width <= part.index < width:
+        raise DatasetError(
+            f"column {part.name!r} has {width} entries; [{part.index}] is out of range"
+        )
+    if isinstance(part.index, slice) and not len(range(width)[part.index]):
+        raise DatasetError(f"column {part.name!r} has {width} entries; the slice selects none")
     if isinstance(part.index, int):
         return values[:, part.index : part.index + 1 if part.index != -1 else None]
     return values[:, part.index]
@@ -402,8 +410,18 @@ def layout_stats(tables: list[StepTable]) -> dict[str, tuple[float, ...]]:
     if len(actions):
         q01, q99 = np.percentile(actions, [1.0, 99.0], axis=0)
         spread = q99 - q01
-        out["action_low"] = tuple(np.maximum(actions.min(0), q01 - 0.1 * spread).tolist())
-        out["action_high"] = tuple(np.minimum(actions.max(0), q99 + 0.1 * spread).tolist())
+        low = np.maximum(actions.min(0), q01 - 0.1 * spread)
+        high = np.minimum(actions.max(0), q99 + 0.1 * spread)
+        # A dim that rarely moves (a gripper that changes in < 1 % of steps) collapses the
+        # percentiles: its bounds are then what was observed, and a dim that never moved gets
+        # a small symmetric box around its value so the planner's box stays valid (low < high).
+        thin = high - low <= 1e-6 * np.maximum(1.0, np.abs(actions).max(0))
+        low[thin], high[thin] = actions.min(0)[thin], actions.max(0)[thin]
+        flat = high - low <= 1e-9
+        pad = np.maximum(1e-3, 1e-3 * np.abs(low[flat]))
+        low[flat], high[flat] = low[flat] - pad, high[flat] + pad
+        out["action_low"] = tuple(low.tolist())
+        out["action_high"] = tuple(high.tolist())
         out["action_mean"] = tuple(actions.mean(0).tolist())
         out["action_std"] = tuple(actions.std(0).tolist())
     return out
