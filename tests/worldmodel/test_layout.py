@@ -128,3 +128,12 @@ def test_frames_are_fitted_by_the_recorded_image_policy():
     padded = torch.from_numpy(fit_frames(frame.numpy(), 64, "pad"))
     torch.testing.assert_close(z_pad, wm.encode(padded, torch.zeros(1, 6)))
     assert not torch.allclose(z_crop, z_pad)
+
+
+def test_a_joint_dataset_without_bounds_names_the_unfinished_import():
+    from types import SimpleNamespace
+
+    meta = SimpleNamespace(state_dim=6, action_dim=6, action_kind="absolute", action_low=(),
+                           action_high=(), fps=10.0, state_names=(), action_names=())  # fmt: skip
+    with pytest.raises(ValueError, match="rerun wm-import"):
+        Layout.from_meta(meta)

@@ -150,6 +150,12 @@ class Layout:
         high = tuple(getattr(meta, "action_high", ()) or ())
         if not low and kind == "ee_delta":
             low, high = ACTION_LOW, ACTION_HIGH
+        elif not low:
+            raise ValueError(
+                f"the dataset's meta.json has no action bounds for its {kind!r} actions: an "
+                "import that did not finish (rerun wm-import to complete it), or a dataset "
+                "written without action_low/action_high"
+            )
         default = kind == "ee_delta"
         return cls(
             state_dim=state_dim,
