@@ -218,6 +218,33 @@ class PlannerAgent:
         return np.asarray(action, dtype=np.float32), seconds, float(energy)
 
 
+class RetrievalAgent(PlannerAgent):
+    """One final goal image, sub-goals proposed from the training trajectories
+    (:class:`planning.subgoals.TrajectoryLibrary`): at reset the goal and the first frame are
+    encoded, the library proposes ``len(budgets)`` latents, and the MPC plans through them on
+    the step ``budgets`` (the last one open-ended). No sub-goal images are used."""
+
+    def __init__(self, dynamics, planner, library, budgets: Sequence[int],
+                 mpc_cfg: MPCConfig | None = None) -> None:  # fmt: skip
+        super().__init__(dynamics, planner, mpc_cfg)
+        self.library, self.budgets = library, list(budgets)
+        self.proposal = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        check_camera(self.mpc.dynamics, env)
+        goal = info["goal_rgb"]
+        dyn = self.mpc.dynamics
+        with torch.no_grad():
+            frames = torch.as_tensor(np.stack([goal, obs["rgb"]]))
+            states = torch.as_tensor(np.stack([obs["state"], obs["state"]]), dtype=torch.float32)
+            z_goal, z_now = dyn.encode(frames, states)
+        self.proposal = self.library.propose(z_goal, z_now, len(self.budgets))
+        k = len(self.proposal.latents)  # fewer when the nearest episode is too short
+        self.mpc.set_goal_latents(self.proposal.latents, budgets=self.budgets[-k:])
+        self._goals = [goal] * len(self.proposal.latents)  # for videos: only the final image
+        self.goal_rgb = goal
+
+
 def _gripper_filters_fit(cfg: MPCConfig | None, dynamics: Any) -> MPCConfig | None:
     """``cfg`` with its gripper filters (``GRIPPER_EXECUTION``; they act on the last action
     dim) off when the model's recorded layout has no gripper there (e.g. joint deltas)."""
