@@ -449,3 +449,19 @@ def test_review_findings_bounds_widths_indices_and_reruns(v21, tmp_path):
     with pytest.raises(DatasetError, match="holds another import"):
         import_dataset(_cfg(other, tmp_path / "out", episodes="0:2"))
     assert import_dataset(_cfg(root, tmp_path / "out", episodes="0:2")).imported == [1]
+
+
+def test_a_lagging_table_within_the_tolerance_reads_across_decode_windows(tmp_path, monkeypatch):
+    """Rows 0.035 s behind their frames, tolerance 0.05 s, 8-frame decode windows: each frame
+    stays in its row's window (windows split half-way between rows; second review)."""
+    from worldmodel.data.importers import common
+
+    path = tmp_path / "v.mp4"
+    write_video(path, fx.make_frames(20, 64, 48), fps=10, spec=SPEC)
+    times = np.arange(20) / 10 - 0.035
+    times[0] = 0.0
+    plan = common.ImportPlan(10.0, 10.0, 1, "as_recorded", "absolute", "euler_xyz", 64,
+                             "crop", 0.05)  # fmt: skip
+    monkeypatch.setattr(common, "DECODE_BUDGET_BYTES", 8 * 64 * 48 * 3)
+    frames = common.read_camera(common.VideoRef(path), times, np.arange(20), plan, tmp_path / "t")
+    assert _indices(frames) == [i % 12 for i in range(20)]  # the fixture frames count mod 12

@@ -405,12 +405,13 @@ def _import_episodes(
                 episode = source.load(ref)
                 steps, frames = convert_episode(episode, layout, views)
                 writer.write(ref.index, frames, steps)
-            except DatasetError as exc:
+            except (DatasetError, ValueError, OSError) as exc:  # one episode's bad data or file
                 if cfg.on_error == "raise":
                     raise
-                result.skipped.append(
-                    {"episode": ref.index, "source": ref.label, "reason": str(exc)}
+                reason = (
+                    str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
                 )
+                result.skipped.append({"episode": ref.index, "source": ref.label, "reason": reason})
                 bar.set_postfix(skipped=len(result.skipped))
             else:
                 result.imported.append(ref.index)

@@ -300,8 +300,13 @@ def read_camera(
     n = len(times)
     for a in range(0, n, window):
         b = min(n, a + window)
-        start = expected[a] if a else (video.start_s if video.start_s > 0 else None)
-        end = expected[b] if b < n else video.end_s
+        # Windows split half-way between rows, so a frame off its row's time by up to half a
+        # period (within timestamp_tolerance_s) lands in its row's window, not the next one;
+        # read_video treats its bounds with a quarter-frame tolerance, added here so that the
+        # effective split is the midpoint itself.
+        shift = TIME_TOLERANCE_FRAMES / fps
+        start = (expected[a - 1] + expected[a]) / 2 + shift if a else (video.start_s or None)
+        end = (expected[b - 1] + expected[b]) / 2 + shift if b < n else video.end_s
         frames, got = read_video(video.path, start_s=start, end_s=end)
         want = expected[a:b]
         if len(got) != len(want):
