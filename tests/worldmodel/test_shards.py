@@ -59,3 +59,21 @@ def test_two_processes_import_and_cache_what_one_process_does(tmp_path):
     cb = json.loads((tmp_path / "cache2" / "meta.json").read_text())
     ca["source"].pop("data_root"), cb["source"].pop("data_root")
     assert ca == cb and ca["complete"]
+
+
+def test_a_refusal_on_rank_0_stops_every_rank(tmp_path):
+    """Rank 0 refuses (out_dir holds another import); rank 1 must not wait at a barrier until
+    gloo's timeout (second review of this session)."""
+    eps = fx.make_episodes(2, length=8, state_dim=6, seed=4)
+    a = fx.write_lerobot_v21(tmp_path / "a", eps, fps=30)
+    b = fx.write_lerobot_v21(tmp_path / "b", eps, fps=30)
+    out = tmp_path / "data"
+    _run("worldmodel.data.importers.cli", f"src={a}", f"out_dir={out}", "image_size=64",
+         "progress=false", nproc=1, port=0)  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29547", "-m", "worldmodel.data.importers.cli", f"src={b}",
+           f"out_dir={out}", "image_size=64", "progress=false"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0
+    assert "holds another import" in done.stderr

@@ -48,3 +48,23 @@ def gather(obj: Any, world: int) -> list[Any]:
     out: list[Any] = [None] * world
     dist.all_gather_object(out, obj)
     return out
+
+
+def on_rank0(fn, rank: int, world: int):
+    """Run ``fn()`` on rank 0 alone and wait for it on every rank (a barrier); when it raises,
+    every rank raises too (the others with a DatasetError quoting rank 0's error), instead of
+    waiting at the next barrier until gloo's timeout. Returns ``fn()``'s result on rank 0."""
+    from worldmodel.errors import DatasetError
+
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = fn()
+        except Exception as exc:  # shared below, then re-raised as it was on rank 0
+            error = exc
+    message = gather(None if error is None else f"{type(error).__name__}: {error}", world)[0]
+    if error is not None:
+        raise error
+    if message is not None:
+        raise DatasetError(f"rank 0 failed, so this rank stops too: {message}")
+    return result

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
-from worldmodel.data.shards import barrier, gather, mine, rank_and_world
+from worldmodel.data.shards import gather, mine, on_rank0, rank_and_world
 from worldmodel.errors import CacheDirError, DatasetError
 from worldmodel.frozen_encoder import FrozenEncoder
 from worldmodel.models.views import parse_views, read_view_frames, resolve_views, with_views
@@ -128,9 +128,8 @@ def cache_dataset(
     if root is not None:
         check_cache_location(cache_dir, root)
     rank, world = rank_and_world()  # under torchrun: this rank's share of the episodes
-    if rank == 0:
-        writer = FeatureCacheWriter(cache_dir, encoder, source)  # creates meta.json, the marker
-    barrier(world)
+    # rank 0 creates meta.json and the marker; if it is refused, every rank stops
+    writer = on_rank0(lambda: FeatureCacheWriter(cache_dir, encoder, source), rank, world)
     if rank != 0:
         writer = FeatureCacheWriter(cache_dir, encoder, source)  # reads them
     known = getattr(dataset, "episode_length", None)  # frame counts without decoding
@@ -149,13 +148,15 @@ def cache_dataset(
         writer.write(ep, frames)
         lengths[ep] = len(frames)
     everyone = {ep: n for part in gather(lengths, world) for ep, n in part.items()}
-    if rank == 0:
+
+    def finalize() -> None:
         missing = sorted(set(range(len(dataset))) - set(everyone))
         if missing:
             raise DatasetError(f"{cache_dir}: episodes {missing[:10]} were not cached by any rank")
         writer.finalize(len(dataset), [everyone[ep] for ep in range(len(dataset))],
                         list(names) if names is not None else None)  # fmt: skip
-    barrier(world)
+
+    on_rank0(finalize, rank, world)
     return Path(cache_dir)
 
 
@@ -192,11 +193,14 @@ def build_cache(cfg: CacheConfig) -> Path:
         cfg.encoder_dir, batch_size=cfg.batch_size, device=device
     )
     encoder = with_views(encoder, views)  # views=exterior+wrist: side by side
-    if cfg.overwrite and rank == 0:  # the old cache goes only if every video decodes
+
+    def clear() -> None:  # the old cache goes only if every video decodes
         for i in range(len(dataset)):
             dataset.verify(i)  # DatasetError: corrupt video, frame count or size
         remove_cache(cache_dir)
-    barrier(world)
+
+    if cfg.overwrite:
+        on_rank0(clear, rank, world)
     source = {"data_root": str(Path(cfg.data_root).resolve()), "camera": views,
               "encoder_path": str(cfg.encoder_dir)}  # fmt: skip
     return cache_dataset(dataset, encoder, cache_dir, source, views)

@@ -27,7 +27,7 @@ from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.data.importers.common import ImportPlan, convert_episode, layout_stats, plan_rate
 from worldmodel.data.importers.config import ImportConfig
 from worldmodel.data.meta import EE_NAMES, META_FILE, CameraMeta, DatasetMeta
-from worldmodel.data.shards import barrier, gather, mine, rank_and_world
+from worldmodel.data.shards import gather, mine, on_rank0, rank_and_world
 from worldmodel.data.steps import STEPS_FILE, load_steps
 from worldmodel.data.video import probe_video
 from worldmodel.data.writer import EPISODE_RE, EPISODES_DIR, TMP_SUFFIX, EpisodeWriter
@@ -311,10 +311,12 @@ def import_dataset(cfg: ImportConfig) -> ImportResult:
     created = not (Path(cfg.out_dir) / META_FILE).exists()
     writer = None
     try:
-        if rank == 0:
+
+        def setup() -> EpisodeWriter:
             _clear_previous(cfg)  # only now that the source has been checked
-            writer = _open_writer(cfg, meta)  # creates meta.json
-        barrier(world)
+            return _open_writer(cfg, meta)  # creates meta.json
+
+        writer = on_rank0(setup, rank, world)  # every rank stops if rank 0 is refused
         if rank != 0:
             writer = _open_writer(cfg, meta)
         return _import_episodes(cfg, source, layout, writer, rank, world)
@@ -376,9 +378,7 @@ def _import_episodes(
     rank: int = 0,
     world: int = 1,
 ):
-    if rank == 0:
-        writer.remove_stale_temps()
-    barrier(world)
+    on_rank0(writer.remove_stale_temps, rank, world)
     result = ImportResult(
         out_dir=str(writer.root),
         source=source.describe()["format"],
@@ -399,6 +399,7 @@ def _import_episodes(
         desc="wm-import",
         disable=not cfg.progress or rank != 0,  # rank 0's share stands for the others
     )
+    failure: Exception | None = None  # on_error=raise: stops this rank, then all of them
     with bar:
         for ref in todo:
             try:
@@ -407,7 +408,8 @@ def _import_episodes(
                 writer.write(ref.index, frames, steps)
             except (DatasetError, ValueError, OSError) as exc:  # one episode's bad data or file
                 if cfg.on_error == "raise":
-                    raise
+                    failure = exc
+                    break
                 reason = (
                     str(exc) if isinstance(exc, DatasetError) else f"{type(exc).__name__}: {exc}"
                 )
@@ -419,11 +421,18 @@ def _import_episodes(
                 result.source_rows += len(episode.timestamps)
             bar.update(1)
     result.seconds = time.perf_counter() - start
-    parts = gather(result, world)  # one summary: every rank's imported and skipped episodes
-    barrier(world)
+    # One summary of every rank's imported and skipped episodes; a failure on any rank stops
+    # every rank here (rather than leaving the others at a barrier).
+    shared = gather((result, None if failure is None else f"{type(failure).__name__}: {failure}"),
+                    world)  # fmt: skip
+    if failure is not None:
+        raise failure
+    other = next((msg for _, msg in shared if msg), None)
+    if other is not None:
+        raise DatasetError(f"another wm-import rank failed, so this one stops too: {other}")
     if rank != 0:
         return result
-    result = _merge(parts)
+    result = _merge([r for r, _ in shared])
     if not result.imported and not result.already_present:
         reasons = "; ".join(s["reason"] for s in result.skipped[:3])
         raise DatasetError(f"{source.root}: no episode could be imported; first reasons: {reasons}")
