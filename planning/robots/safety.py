@@ -94,8 +94,13 @@ class ClampReport(NamedTuple):
 class SafetyFilter:
     """Clamps actions to :class:`SafetyLimits` given the current state and time."""
 
-    def __init__(self, limits: SafetyLimits | None = None, action_dim: int = 7) -> None:
+    def __init__(
+        self, limits: SafetyLimits | None = None, action_dim: int = 7, quiet: bool = False
+    ) -> None:
+        """``quiet``: log clamps at debug level (a caller that reports them itself, e.g.
+        wm-serve's reply, which would otherwise log one warning per row of every chunk)."""
         self.limits = limits or SafetyLimits()
+        self.quiet = quiet
         self.limits.layout.check(action_dim)
         if self.limits.action_low is not None and len(self.limits.action_low) != action_dim:
             raise ValueError(
@@ -164,7 +169,8 @@ class SafetyFilter:
                 reasons.append("box")
         report = ClampReport(requested.astype(np.float32), out.astype(np.float32), tuple(reasons))
         if report.clamped:  # a gripper pushed past fully open/closed is routine: debug level
-            level = logging.DEBUG if reasons == ["gripper"] else logging.WARNING
+            routine = self.quiet or reasons == ["gripper"]
+            level = logging.DEBUG if routine else logging.WARNING
             log.log(level, "safety clamp (%s): requested %s sent %s", ",".join(reasons),
                     np.round(requested, 4), np.round(out, 4))  # fmt: skip
         return report.sent, report

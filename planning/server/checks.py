@@ -72,7 +72,8 @@ class ChunkSafety:
 
     def __init__(self, cfg: ServeSafety, layout: Layout) -> None:
         self.cfg = cfg
-        self.filter = SafetyFilter(cfg.limits(layout), action_dim=layout.action_dim)
+        # clamps go back in every reply ("clamped"): logged at debug level, not once per row
+        self.filter = SafetyFilter(cfg.limits(layout), action_dim=layout.action_dim, quiet=True)
 
     def apply(self, chunk: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
         """(k, A) chunk, (S,) state -> (sent (k, A) float32, clamp reasons per row). Row i is

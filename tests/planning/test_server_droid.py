@@ -365,3 +365,14 @@ def test_an_observation_stale_by_the_time_the_plan_is_ready_is_not_sent():
         policy.infer(droid_goal(GOAL))
         with pytest.raises(RuntimeError, match="when the plan was ready"):
             policy.infer(droid_obs(START, stamp=time.time() - 0.15))  # fresh on arrival
+
+
+def test_server_side_clamps_are_reported_in_the_reply_not_logged_as_warnings(caplog):
+    import logging
+
+    with serve(safety=ServeSafety(max_translation_m=0.005)) as srv, caplog.at_level(logging.INFO):
+        policy = client(srv)
+        policy.infer(droid_goal(GOAL))
+        reply = policy.infer(droid_obs(START))
+    assert "translation" in reply["clamped"][0]
+    assert not [r for r in caplog.records if r.name == "planning.robots.safety"]
