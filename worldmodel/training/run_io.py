@@ -9,7 +9,6 @@ import dataclasses
 import os
 import pickle
 import random
-from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,29 +127,6 @@ def write_log(run_dir: Path, history: list[dict[str, float]]) -> None:
     fig.savefig(run_dir / "loss.png.tmp.png", dpi=100)
     plt.close(fig)
     os.replace(run_dir / "loss.png.tmp.png", run_dir / "loss.png")
-
-
-def plain_defaults(cls: type) -> dict:
-    """Dataclass defaults as plain YAML-able values (nested dataclasses -> dicts, tuples -> lists).
-
-    Registered as the Hydra schema node so every field can be overridden from the command line
-    while the dataclass stays the one place that holds defaults.
-    """
-
-    def plain(value):
-        if is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, tuple | list):
-            return [plain(v) for v in value]
-        return value
-
-    out = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            out[f.name] = plain(f.default)
-        elif f.default_factory is not MISSING:
-            out[f.name] = plain(f.default_factory())
-    return out
 
 
 class RunLog:
