@@ -65,18 +65,24 @@ class SafetyLimits:
                 raise ValueError(f"SafetyLimits action box needs low < high per dim: {lo} {hi}")
 
     @classmethod
-    def for_model(cls, model, **overrides) -> SafetyLimits:
-        """Limits for a world model's recorded layout (``model.layout``): the published 7-D
-        end-effector layout keeps the defaults (or ``overrides``); any other layout gets its
-        recorded per-dim action box and nothing else: its units are the robot's own (a
-        gripper in millimetres or a joint target), so the [0, 1] gripper rule and the xyz /
-        rotation caps of the end-effector layout do not apply. ``overrides``: any field."""
-        layout = getattr(model, "layout", None)
+    def for_layout(cls, layout, **overrides) -> SafetyLimits:
+        """Limits for a model's recorded :class:`~worldmodel.models.layout.Layout`: the
+        published 7-D end-effector layout (or None: unknown) keeps the defaults (or
+        ``overrides``); any other layout gets its recorded per-dim action box and nothing else:
+        its units are the robot's own (a gripper in millimetres or a joint target), so the
+        [0, 1] gripper rule and the xyz / rotation caps of the end-effector layout do not
+        apply. ``overrides``: any field. The one place that decides which rules fit a layout
+        (robot adapters and wm-serve both use it)."""
         if layout is None or layout.is_published:
             return cls(**overrides)
         base = dict(layout=ActionLayout(None, None, None),
                     action_low=layout.action_low, action_high=layout.action_high)  # fmt: skip
         return cls(**{**base, **overrides})
+
+    @classmethod
+    def for_model(cls, model, **overrides) -> SafetyLimits:
+        """:meth:`for_layout` of ``model.layout`` (a WorldModel; None when it records none)."""
+        return cls.for_layout(getattr(model, "layout", None), **overrides)
 
 
 class ClampReport(NamedTuple):

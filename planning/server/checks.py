@@ -9,7 +9,6 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from planning.protocol import ActionLayout
 from planning.robots.safety import SafetyFilter, SafetyLimits
 from planning.server.wire import RequestError
 from worldmodel.models.layout import Layout
@@ -48,13 +47,10 @@ class ServeSafety:
         self.limits(Layout())  # SafetyLimits validates the values
 
     def limits(self, layout: Layout) -> SafetyLimits:
-        """The :class:`SafetyLimits` for a model with ``layout`` (parts as the class says)."""
-        if layout.action_kind == "ee_delta":
-            parts = ActionLayout()
-        else:  # joint deltas or targets in the robot's units: the box check alone applies
-            parts = ActionLayout(None, None, None)
+        """The :class:`SafetyLimits` for a model with ``layout`` (parts as the class says:
+        :meth:`SafetyLimits.for_layout` decides which rules fit it)."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}
-        return SafetyLimits(**values, layout=parts)
+        return SafetyLimits.for_layout(layout, **values)
 
     def describe(self, layout: Layout) -> dict:
         """Plain form for the server's metadata: the limits and which parts are clamped."""
@@ -126,6 +122,20 @@ class ObservationClock:
             raise RequestError(f"observation timestamp {stamp} is older than the previous one "
                                f"({self.last}) on this connection")  # fmt: skip
         self.last = stamp
+        return age
+
+    def check_sent(self, stamp: float | None, now: float) -> float | None:
+        """The observation's age when its plan is ready to leave (None without a timestamp or
+        with the clock comparison off), or RequestError when it is stale by then: a chunk
+        planned on a frame that is stale by now is not sent."""
+        if stamp is None or self.max_age_s <= 0:
+            return None
+        age = now - stamp
+        if age > self.max_age_s:
+            raise RequestError(
+                f"stale observation: age {age:.3f} s when the plan was ready > "
+                f"max_obs_age_s={self.max_age_s}; no action sent"
+            )
         return age
 
 
