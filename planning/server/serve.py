@@ -352,16 +352,10 @@ class Session:
             return reply
         if self.cfg.safety.enabled and self.cfg.safety.rate_limit_hz > 0:
             await self.pace(reply)
-        if req.timestamp is not None and self.cfg.max_obs_age_s > 0:
-            # The age when the chunk leaves, after waiting for model turns, planning and
-            # pacing: a chunk planned on a frame that is stale by now is not sent.
-            sent_age = time.time() - float(req.timestamp)
+        # The age when the chunk leaves, after model turns, planning and pacing.
+        sent_age = self.clock.check_sent(req.timestamp, time.time())
+        if sent_age is not None:
             reply["obs_age_s"] = sent_age
-            if sent_age > self.cfg.max_obs_age_s:
-                raise RequestError(
-                    f"stale observation: age {sent_age:.3f} s when the plan was ready > "
-                    f"max_obs_age_s={self.cfg.max_obs_age_s}; no action sent"
-                )
         return reply
 
     async def pace(self, reply: dict) -> None:
