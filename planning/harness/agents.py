@@ -245,6 +245,28 @@ class RetrievalAgent(PlannerAgent):
         self.goal_rgb = goal
 
 
+class PolicyAgent:
+    """A learned goal-conditioned policy (:class:`planning.policy.PolicyController`) toward the
+    final goal image alone: no sub-goal images, no search."""
+
+    def __init__(self, dynamics, policy, mpc_cfg: MPCConfig | None = None) -> None:
+        from planning.policy import PolicyController
+
+        self.controller = PolicyController(
+            dynamics, policy, _gripper_filters_fit(mpc_cfg, dynamics)
+        )
+        self.goal_rgb: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, obs: dict, info: dict) -> None:
+        check_camera(self.controller.model, env)
+        self.goal_rgb = info["goal_rgb"]
+        self.controller.set_goal(self.goal_rgb, obs["state"])
+
+    def act(self, obs: dict, info: dict) -> tuple[np.ndarray, float, float]:
+        action = self.controller.act(obs["rgb"], obs["state"])
+        return action, self.controller.last_seconds, self.controller.last_energy
+
+
 def _gripper_filters_fit(cfg: MPCConfig | None, dynamics: Any) -> MPCConfig | None:
     """``cfg`` with its gripper filters (``GRIPPER_EXECUTION``; they act on the last action
     dim) off when the model's recorded layout has no gripper there (e.g. joint deltas)."""

@@ -47,6 +47,7 @@ from planning.harness.agents import (
     Agent,
     OracleAgent,
     PlannerAgent,
+    PolicyAgent,
     RandomAgent,
     ReferenceCEMAgent,
     check_camera,
@@ -73,9 +74,13 @@ __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_ep
 # method name -> needs a world model
 METHODS = {
     "random": False, "oracle_cem": False, "wm_cem": True, "wm_icem": True, "reference_cem": True,
+    "wm_flat": True, "wm_policy": True,
 }  # fmt: skip
 # the methods that plan through PlannerAgent: they use energy_views and MPCConfig's filters
-PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem")
+PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem", "wm_flat")
+# the methods that see the final goal image alone (no sub-goal images): the flat planner (the
+# cem config) and the model's learned policy (wm-train-policy, ``EvalConfig.policy``)
+FINAL_GOAL_METHODS = ("wm_flat", "wm_policy")
 
 
 ORACLE_CEM = CEMConfig(samples=32, iterations=3, top_k=8, horizon=1)
@@ -110,6 +115,7 @@ class EvalConfig:
     # control steps per episode; null entries mean envs.MAX_EPISODE_STEPS
     max_steps: Mapping[str, int | None] = field(default_factory=lambda: dict.fromkeys(envs.TASKS))
     model: str | None = None
+    policy: str | None = None  # wm_policy's policy folder; None: <model>/policy
     out_dir: str = "outputs/eval"
     image_size: int = 64
     video_every: int = 0
@@ -207,8 +213,9 @@ class EvalConfig:
         return range(self.first_episode, self.first_episode + n)
 
 
-# MPCConfig's action filters: only PlannerAgent executes through them.
+# MPCConfig's action filters: PlannerAgent and PolicyAgent execute through them.
 _EXECUTION_KEYS = ("gripper_close_at", "hold_arm_on_gripper")
+_FILTERED_METHODS = (*PLANNER_AGENT_METHODS, "wm_policy")
 
 
 def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
@@ -218,18 +225,20 @@ def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
         return None
     keys = asdict(mpc)
     for name in _EXECUTION_KEYS:
-        if keys[name] in (None, False) or method not in PLANNER_AGENT_METHODS:
+        if keys[name] in (None, False) or method not in _FILTERED_METHODS:
             del keys[name]
     return keys
 
 
 # a model folder's own evaluation log lives here; it is not part of what the model is
 MODEL_EVAL_DIR = "eval"
+MODEL_POLICY_DIR = "policy"  # planning.policy.POLICY_DIR
 
 
-def model_digest(model: str | None) -> str | None:
+def model_digest(model: str | None, whole: bool = False) -> str | None:
     """What identifies a model folder in fingerprints: a SHA-1 over every file in it (relative
-    path and bytes; the folder's ``eval/`` log excluded), so episodes of a model retrained in
+    path and bytes; the folder's ``eval/`` log and its ``policy/``, which wm_policy episodes
+    fingerprint on their own, excluded unless ``whole``), so episodes of a model retrained in
     place are never reused for the new weights, and a copy of the same model elsewhere reuses
     them. A name that is not a folder (tests' stand-ins) identifies itself."""
     if model is None:
@@ -237,9 +246,10 @@ def model_digest(model: str | None) -> str | None:
     folder = Path(model)
     if not folder.is_dir():
         return model
+    skip = () if whole else (MODEL_EVAL_DIR, MODEL_POLICY_DIR)
     files = sorted(
         f for f in folder.rglob("*")
-        if f.is_file() and f.relative_to(folder).parts[0] != MODEL_EVAL_DIR
+        if f.is_file() and f.relative_to(folder).parts[0] not in skip
     )  # fmt: skip
     stats = [(f.relative_to(folder).as_posix(), f.stat()) for f in files]
     stamp = tuple((name, st.st_size, st.st_mtime_ns) for name, st in stats)
@@ -260,14 +270,17 @@ def _digest_files(folder: str, stamp: tuple) -> str:  # stamp: (name, size, mtim
 def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     """Hash of every setting that shapes an episode of (task, method)."""
     planner = {"oracle_cem": cfg.oracle_cem or cfg.cem, "wm_cem": cfg.cem, "wm_icem": cfg.icem,
-               "reference_cem": cfg.reference_cem}.get(method)  # fmt: skip
+               "reference_cem": cfg.reference_cem, "wm_flat": cfg.cem}.get(method)  # fmt: skip
+    sees_budgets = METHODS[method] and method not in FINAL_GOAL_METHODS
     keys = {
         "method": method, "steps": cfg.steps_for(task), "image_size": cfg.image_size,
         "seed": cfg.seed, "planner": None if planner is None else asdict(planner),
         "mpc": _mpc_keys(cfg.mpc, method),
         "model": model_digest(cfg.model) if METHODS[method] else None,
-        "budgets": (cfg.subgoal_budgets or {}).get(task) if METHODS[method] else None,
+        "budgets": (cfg.subgoal_budgets or {}).get(task) if sees_budgets else None,
     }  # fmt: skip
+    if method == "wm_policy":
+        keys["policy"] = model_digest(str(policy_folder(cfg)), whole=True)
     views = cfg.energy_views.get(task) if method in PLANNER_AGENT_METHODS else None
     if views is not None:  # only when set, so logs from before the option keep their prints
         keys["energy_views"] = views
@@ -296,6 +309,13 @@ def load_model(cfg: EvalConfig):
     return WorldModel.load(folder)
 
 
+def policy_folder(cfg: EvalConfig) -> Path:
+    """wm_policy's policy: ``cfg.policy``, else the model folder's ``policy/``."""
+    from planning.policy import POLICY_DIR
+
+    return Path(cfg.policy) if cfg.policy else Path(cfg.model or ".") / POLICY_DIR
+
+
 def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
     """The agent of ``method``; world-model methods need ``dynamics``."""
     if METHODS[method] and dynamics is None:
@@ -310,6 +330,14 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
         name = method.removeprefix("wm_")
         planner = make_planner(name, cfg.cem if name == "cem" else cfg.icem, dynamics)
         return PlannerAgent(dynamics, planner, cfg.mpc, budgets, cfg.energy_views)
+    if method == "wm_flat":  # no budgets fit: the final goal image alone, with its views
+        planner = make_planner("cem", cfg.cem, dynamics)
+        views = {t: v[-1:] for t, v in (cfg.energy_views or {}).items() if v is not None}
+        return PlannerAgent(dynamics, planner, cfg.mpc, {}, views)
+    if method == "wm_policy":
+        from planning.policy import load_policy
+
+        return PolicyAgent(dynamics, load_policy(dynamics, policy_folder(cfg)), cfg.mpc)
     return ReferenceCEMAgent(dynamics, cfg.reference_cem, budgets, cfg.mpc.device)
 
 

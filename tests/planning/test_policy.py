@@ -1,0 +1,615 @@
+"""The goal-conditioned policy head (#25): files, wm-train-policy, PolicyController, wm-eval.
+
+Everything runs on a tiny random world model (ViT nano encoder, a one-block predictor) saved in
+a folder, an episode dataset written here whose recorded actions are a fixed function of the
+state (an "expert" driving every dim toward a set point, so behaviour cloning has something
+to learn), and the feature cache wm-cache makes of it with the model's encoder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import planning.harness.evaluate as ev
+from planning.harness.evaluate import EvalConfig
+from planning.mpc import MPCConfig
+from planning.planners.cem import CEMConfig
+from planning.policy import PolicyController, load_policy
+from worldmodel.data.actions import ACTION_HIGH, ACTION_LOW
+from worldmodel.data.steps import make_step_table
+from worldmodel.data.synthetic import render_dot, synthetic_meta
+from worldmodel.data.writer import EpisodeWriter
+from worldmodel.errors import CheckpointError, DatasetError
+from worldmodel.frozen_encoder import FrozenEncoder
+from worldmodel.models.encoder import ENCODER_PRESETS, VisionTransformer
+from worldmodel.models.layout import Layout
+from worldmodel.models.policy import POLICY_CONFIG, POLICY_WEIGHTS, GoalPolicy, PolicyConfig
+from worldmodel.models.predictor import CPU_ACTION_SCALE, ACPredictor, PredictorConfig
+from worldmodel.training.cache import CacheConfig, build_cache
+from worldmodel.training.train_policy import PolicyTrainConfig, train_policy
+from worldmodel.world_model import WorldModel
+
+TOKENS, DIM = 16, 96  # vit_nano_cpu's 8x8 grid of 96-D tokens, pooled 2x2
+SET_POINT = np.array([0.5, 0.5, 0.2, 0.0, 0.0, 0.0, 0.5], np.float32)
+GAIN = np.array([0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 1.0], np.float32)
+EPISODES, LENGTH = 12, 12
+STATE_LOW = np.array([0.1, 0.1, 0.0, -0.5, -0.5, -0.5, 0.0], np.float32)
+STATE_HIGH = np.array([0.9, 0.9, 0.4, 0.5, 0.5, 0.5, 1.0], np.float32)
+
+
+def expert_action(states: np.ndarray) -> np.ndarray:
+    """The recorded action: every dim driven toward SET_POINT (inside the action bounds)."""
+    return (GAIN * (SET_POINT - states)).astype(np.float32)
+
+
+def _write_dataset(root: Path, modes: list[str], success: list[bool], seed: int = 0) -> None:
+    """Episodes of i.i.d. random states (the dot drawn where the state puts it) with the expert's
+    action for each, the given ``expert_mode`` and success at the last frame."""
+    meta = synthetic_meta(32)
+    writer = EpisodeWriter(root, meta)
+    rng = np.random.default_rng(seed)
+    for index, (mode, ok) in enumerate(zip(modes, success, strict=True)):
+        states = rng.uniform(STATE_LOW, STATE_HIGH, size=(LENGTH, 7)).astype(np.float32)
+        is_success = np.zeros(LENGTH, bool)
+        is_success[-1] = ok
+        table = make_step_table(
+            states,
+            expert_action(states)[:-1],
+            meta.fps,
+            is_success=is_success,
+            expert_mode=np.array(mode),
+        )
+        writer.write(index, {"exterior": render_dot(states, 32)}, table)
+
+
+def _tiny_world_model(seed: int = 0) -> WorldModel:
+    torch.manual_seed(seed)
+    encoder = FrozenEncoder(VisionTransformer(ENCODER_PRESETS["vit_nano_cpu"]))
+    predictor = ACPredictor(
+        PredictorConfig(
+            encoder_dim=DIM,
+            width=24,
+            depth=1,
+            num_heads=2,
+            mlp_dim=48,
+            input_grid=(8, 8),
+            pool_kernel=2,
+            action_scale=CPU_ACTION_SCALE,
+            predict_delta=True,
+        )
+    )
+    return WorldModel(encoder, predictor)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: these models are tiny, and on a loaded 2-core machine two threads
+    spin against each other (a 100x slowdown of the training steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def demos(one_thread, tmp_path_factory) -> Path:
+    """``model/`` (a tiny world model), ``ds/`` (12 expert episodes, every 3rd successful,
+    modes expert/noisy alternating), ``features/`` (wm-cache of ds with the model's encoder),
+    ``failed/`` + ``failed_features/`` (4 episodes, none successful)."""
+    root = tmp_path_factory.mktemp("policy")
+    _tiny_world_model().save(root / "model")
+    modes = ["expert" if i % 2 == 0 else "noisy" for i in range(EPISODES)]
+    _write_dataset(root / "ds", modes, [i % 3 == 0 for i in range(EPISODES)])
+    _write_dataset(root / "failed", ["expert"] * 4, [False] * 4, seed=1)
+    for data, features in (("ds", "features"), ("failed", "failed_features")):
+        build_cache(
+            CacheConfig(
+                data_root=str(root / data),
+                encoder_dir=str(root / "model" / "encoder"),
+                cache_dir=str(root / features),
+                batch_size=32,
+                device="cpu",
+            )
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(demos) -> WorldModel:
+    return WorldModel.load(demos / "model")
+
+
+def _train_cfg(root: Path, out: Path, **kw) -> PolicyTrainConfig:
+    base = dict(
+        model=str(root / "model"),
+        data_root=str(root / "ds"),
+        cache_dir=str(root / "features"),
+        out_dir=str(out),
+        steps=40,
+        batch_size=32,
+        lr=3e-3,
+        warmup_steps=5,
+        proj=4,
+        hidden=64,
+        depth=2,
+        dropout=0.1,
+        val_fraction=0.25,
+        eval_every=10,
+        ckpt_every=10,
+        final_goal_frac=0.5,
+        hindsight_max=4,
+        successful_only=True,
+        seed=0,
+    )
+    return PolicyTrainConfig(**{**base, **kw})
+
+
+def _read_log(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _latents(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(n, TOKENS, DIM, generator=gen),
+        torch.randn(n, TOKENS, DIM, generator=gen),
+        torch.rand(n, 7, generator=gen),
+    )
+
+
+def _policy(encoder: str = "", action_dim: int = 7, seed: int = 0) -> GoalPolicy:
+    torch.manual_seed(seed)
+    cfg = PolicyConfig(
+        tokens=TOKENS,
+        dim=DIM,
+        state_dim=7,
+        action_dim=action_dim,
+        proj=4,
+        hidden=32,
+        encoder=encoder,
+    )
+    policy = GoalPolicy(cfg)
+    policy.set_action_stats(torch.linspace(-0.1, 0.1, action_dim), torch.full((action_dim,), 0.2))
+    return policy.eval()
+
+
+# ------------------------------------------------------------------ GoalPolicy files
+
+
+def test_save_load_round_trip_gives_identical_actions(tmp_path):
+    """A saved policy loads back to the same sizes, encoder, action stats and outputs."""
+    policy = _policy(encoder="enc-a")
+    policy.save(tmp_path / "p")
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [POLICY_CONFIG, POLICY_WEIGHTS]
+    loaded = GoalPolicy.load(tmp_path / "p", encoder="enc-a")
+    assert loaded.cfg == policy.cfg and not loaded.training
+    z, goal, state = _latents(5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z, goal, state), policy(z, goal, state), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.action_std, torch.full((7,), 0.2))
+    # no encoder given: not checked
+    assert GoalPolicy.load(tmp_path / "p").cfg.encoder == "enc-a"
+
+
+def test_load_refuses_bad_policy_folders_naming_the_file(tmp_path):
+    """Missing files, a config that is no object, another format version, another encoder's
+    latents and NaN weights are CheckpointErrors that name the offending file."""
+    folder = tmp_path / "p"
+    with pytest.raises(CheckpointError, match=r"policy\.json not found"):
+        GoalPolicy.load(tmp_path / "missing")
+    _policy(encoder="enc-a").save(folder)
+    cfg_path, w_path = folder / POLICY_CONFIG, folder / POLICY_WEIGHTS
+    good = json.loads(cfg_path.read_text())
+
+    cfg_path.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"policy\.json.*JSON object"):
+        GoalPolicy.load(folder)
+    cfg_path.write_text(json.dumps({**good, "format_version": 2}))
+    with pytest.raises(CheckpointError, match=r"policy\.json.*format_version 1"):
+        GoalPolicy.load(folder)
+    cfg_path.write_text(json.dumps(good))
+    with pytest.raises(CheckpointError, match=r"policy\.json.*encoder enc-a.*enc-b"):
+        GoalPolicy.load(folder, encoder="enc-b")
+
+    weights = load_file(str(w_path))
+    weights["mlp.0.weight"][0, 0] = float("nan")
+    save_file(weights, str(w_path))
+    with pytest.raises(CheckpointError, match=r"policy\.safetensors.*NaN"):
+        GoalPolicy.load(folder, encoder="enc-a")
+    w_path.unlink()
+    with pytest.raises(CheckpointError, match=r"policy\.safetensors not found"):
+        GoalPolicy.load(folder)
+
+
+# ------------------------------------------------------------------ wm-train-policy
+
+
+def test_train_policy_learns_the_expert_actions(demos, tmp_path, model):
+    """Behaviour cloning fits the recorded actions (a function of the state): the validation
+    loss in normalized units ends far below the ~1.0 of always predicting the mean action,
+    and the saved policy reproduces the expert on held-out states."""
+    out = tmp_path / "run"
+    report = train_policy(_train_cfg(demos, out, steps=300, eval_every=100, ckpt_every=100))
+    rows = _read_log(out / "log.csv")
+    assert [int(r["step"]) for r in rows] == [100, 200, 300]
+    assert report["step"] == 300
+    assert report["val_loss"] == pytest.approx(float(rows[-1]["val_loss"]), rel=1e-4)
+    assert report["val_loss"] < 0.6, report  # predicting the mean action scores ~1.0
+
+    # the saved policy on states and frames it never saw: far closer to the expert than the
+    # training actions' mean is
+    policy = GoalPolicy.load(out, encoder=model.encoder.identity())
+    rng = np.random.default_rng(7)
+    states = rng.uniform(STATE_LOW, STATE_HIGH, size=(32, 7)).astype(np.float32)
+    z = model.encode(render_dot(states, 32), states)
+    with torch.no_grad():
+        acted = policy(z, z.roll(1, 0), torch.from_numpy(states)).numpy()
+    expert = expert_action(states)
+    std = policy.action_std.numpy()
+    err_policy = np.mean(((acted - expert) / std) ** 2)
+    err_mean = np.mean(((policy.action_mean.numpy() - expert) / std) ** 2)
+    assert err_policy < 0.5 * err_mean, (err_policy, err_mean)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / POLICY_WEIGHTS))
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(
+            wa[name], wb[name], rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}"
+        )
+
+
+def _steps(out: Path) -> list[int]:
+    return [int(r["step"]) for r in _read_log(out / "log.csv")]
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(demos, tmp_path, monkeypatch):
+    """A run killed after its step-20 checkpoint (and after logging step 25) resumes at 20:
+    the log keeps each step once, in order, and the final policy is the one an
+    uninterrupted run of the same seed trains (dropout on, as by default)."""
+    import worldmodel.training.train_policy as tpm
+
+    whole = tmp_path / "whole"
+    train_policy(_train_cfg(demos, whole, steps=40, eval_every=5, ckpt_every=10))
+    crashed = tmp_path / "crashed"
+    cfg = _train_cfg(demos, crashed, steps=40, eval_every=5, ckpt_every=10)
+    real_lr = tpm._lr
+
+    def lr_then_crash(c, step):
+        if step == 27:
+            raise KeyboardInterrupt("killed")
+        return real_lr(c, step)
+
+    monkeypatch.setattr(tpm, "_lr", lr_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(cfg)
+    assert _steps(crashed) == [5, 10, 15, 20, 25]
+    monkeypatch.setattr(tpm, "_lr", real_lr)
+    train_policy(cfg)
+    assert _steps(crashed) == _steps(whole) == [5, 10, 15, 20, 25, 30, 35, 40]
+    _assert_same_weights(crashed, whole)
+    rows_c, rows_w = _read_log(crashed / "log.csv"), _read_log(whole / "log.csv")
+    for rc, rw in zip(rows_c, rows_w, strict=True):
+        assert float(rc["loss"]) == pytest.approx(float(rw["loss"]), rel=1e-4), rc["step"]
+
+
+def test_rerun_with_other_steps_is_refused_not_silently_rescheduled(demos, tmp_path):
+    """The cosine schedule spans ``steps``: a rerun with another ``steps`` in the same out_dir
+    would restart the decayed learning rate half-way, so it is refused (naming the steps the
+    checkpoint's schedule spans) and changes nothing; a rerun with the same steps is a no-op
+    that leaves the same policy."""
+    out = tmp_path / "run"
+    train_policy(_train_cfg(demos, out, steps=20))
+    before = (out / POLICY_WEIGHTS).read_bytes()
+    with pytest.raises(ValueError, match=r"schedule spans 20 steps, this one 40"):
+        train_policy(_train_cfg(demos, out, steps=40))
+    assert _steps(out) == [10, 20]
+    train_policy(_train_cfg(demos, out, steps=20))
+    assert _steps(out) == [10, 20]
+    assert (out / POLICY_WEIGHTS).read_bytes() == before
+
+
+def test_train_policy_refuses_another_runs_checkpoint_and_empty_selections(demos, tmp_path):
+    """A checkpoint of other sizes in out_dir is a ValueError (never silently mixed); modes
+    that keep no episode, and successful_only on episodes that all fail, are DatasetErrors
+    naming the dataset."""
+    out = tmp_path / "run"
+    train_policy(_train_cfg(demos, out, steps=10))
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: a run with other sizes"):
+        train_policy(_train_cfg(demos, out, steps=10, hidden=32))
+    assert _steps(out) == [10]  # untouched
+
+    with pytest.raises(DatasetError, match=r"ds: no episode has an expert_mode in modes=\['pd'\]"):
+        train_policy(_train_cfg(demos, tmp_path / "m", modes=["pd"]))
+    failed = dict(data_root=str(demos / "failed"), cache_dir=str(demos / "failed_features"))
+    with pytest.raises(DatasetError, match=r"failed: no kept episode ends in success"):
+        train_policy(_train_cfg(demos, tmp_path / "f", **failed))
+    # hindsight goals alone need no success
+    train_policy(_train_cfg(demos, tmp_path / "h", steps=2, final_goal_frac=0.0, **failed))
+    assert (tmp_path / "h" / POLICY_WEIGHTS).is_file()
+
+
+def test_modes_select_episodes_by_their_recorded_expert_mode(demos, model):
+    """modes=[expert] keeps exactly the episodes recorded as expert (every other one here)."""
+    from worldmodel.training.train_policy import Demonstrations
+
+    every = Demonstrations(_train_cfg(demos, "unused"), model)
+    experts = Demonstrations(_train_cfg(demos, "unused", modes=["expert"]), model)
+    assert len(every) == EPISODES and len(experts) == EPISODES // 2
+    for k, actions in enumerate(experts.actions):
+        torch.testing.assert_close(actions, every.actions[2 * k])
+
+
+def test_cli_trains_and_installs_the_policy_into_the_model_folder(demos, tmp_path):
+    """wm-train-policy (Hydra, configs/policy.yaml) with install=true leaves a policy in
+    <model>/policy that load_policy accepts for that model, and one in out_dir."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("wm-train-policy")
+    if not script.is_file():
+        pytest.skip("wm-train-policy console script not installed in this environment")
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    args = [
+        f"model={model_dir}",
+        f"data_root={demos / 'ds'}",
+        f"cache_dir={demos / 'features'}",
+        f"out_dir={tmp_path / 'run'}",
+        "install=true",
+        "steps=3",
+        "batch_size=8",
+        "proj=2",
+        "hidden=16",
+        "modes=[expert,noisy]",
+        "threads=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    subprocess.run([str(script), *args], cwd=tmp_path, env=env, check=True, timeout=120)
+    installed = load_policy(WorldModel.load(model_dir), model_dir / "policy")
+    assert installed.cfg.hidden == 16 and installed.cfg.proj == 2
+    _assert_same_weights(model_dir / "policy", tmp_path / "run")
+
+
+# ------------------------------------------------------------------ PolicyController
+
+
+def _constant_policy(model: WorldModel, action: np.ndarray) -> GoalPolicy:
+    """A policy that outputs ``action`` (robot units) whatever it sees."""
+    policy = GoalPolicy(
+        PolicyConfig(
+            tokens=TOKENS,
+            dim=DIM,
+            state_dim=7,
+            action_dim=7,
+            proj=2,
+            hidden=8,
+            encoder=model.encoder.identity(),
+        )
+    )
+    std = np.full(7, 0.5, np.float32)
+    policy.set_action_stats(torch.zeros(7), torch.from_numpy(std))
+    last = policy.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.from_numpy(np.asarray(action, np.float32) / std))
+    return policy.eval()
+
+
+FRAME = np.full((32, 32, 3), 90, np.uint8)
+
+
+def test_controller_holds_rotation_clips_to_the_layout_and_filters_the_gripper(model):
+    """The policy's action is sent with rotation dims at 0 (7-D ee_delta layout), clipped into
+    the model layout's bounds (not the default ones), through MPCConfig's gripper filter."""
+    state = np.array([0.5, 0.5, 0.2, 0.0, 0.0, 0.0, 0.2], np.float32)
+    wild = np.array([0.2, -0.3, 0.01, 0.4, -0.4, 0.1, 0.1], np.float32)
+    filtered = MPCConfig(gripper_close_at=0.3)
+    ctrl = PolicyController(model, _constant_policy(model, wild), filtered)
+    ctrl.set_goal(FRAME, state)
+    action = ctrl.act(FRAME, state)
+    assert action.dtype == np.float32 and action.shape == (7,)
+    np.testing.assert_allclose(action, [0.05, -0.05, 0.01, 0, 0, 0, 0.1], atol=1e-6)
+    assert np.all(action >= np.float32(ACTION_LOW)) and np.all(action <= np.float32(ACTION_HIGH))
+    assert np.isfinite(ctrl.last_energy) and ctrl.last_energy >= 0 and ctrl.last_seconds > 0
+
+    narrow = Layout(
+        action_low=(-0.02,) * 3 + (-0.25,) * 3 + (-1.0,),
+        action_high=(0.03,) * 3 + (0.25,) * 3 + (0.05,),
+    )
+    ctrl = PolicyController(
+        WorldModel(model.encoder, model.predictor, layout=narrow),
+        _constant_policy(model, wild),
+        filtered,
+    )
+    ctrl.set_goal(FRAME, state)
+    np.testing.assert_allclose(
+        ctrl.act(FRAME, state), [0.03, -0.02, 0.01, 0, 0, 0, 0.05], atol=1e-6
+    )
+
+    closing = wild.copy()
+    closing[6] = 0.4  # past gripper_close_at: close all the way from 0.2
+    ctrl = PolicyController(model, _constant_policy(model, closing), filtered)
+    ctrl.set_goal(FRAME, state)
+    np.testing.assert_allclose(ctrl.act(FRAME, state), [0.05, -0.05, 0.01, 0, 0, 0, 0.8], atol=1e-6)
+    plain = PolicyController(model, _constant_policy(model, closing))  # no filter: as given
+    plain.set_goal(FRAME, state)
+    np.testing.assert_allclose(
+        plain.act(FRAME, state), [0.05, -0.05, 0.01, 0, 0, 0, 0.4], atol=1e-6
+    )
+
+    joints = Layout(
+        action_kind="delta",
+        state_names=(*"abcdef", "gripper"),
+        action_names=(*"abcdef", "dgripper"),
+    )
+    ctrl = PolicyController(
+        WorldModel(model.encoder, model.predictor, layout=joints), _constant_policy(model, wild)
+    )
+    ctrl.set_goal(FRAME, state)  # not the ee_delta layout: dims 3:6 are not rotations
+    np.testing.assert_allclose(
+        ctrl.act(FRAME, state), [0.05, -0.05, 0.01, 0.25, -0.25, 0.1, 0.1], atol=1e-6
+    )
+
+
+def test_controller_refuses_nan_state_missing_goal_and_mismatched_policy(model):
+    """NaN state and act() before set_goal are ValueErrors; a policy of another action_dim
+    is refused at construction; a policy emitting NaN is a RuntimeError."""
+    state = np.zeros(7, np.float32)
+    ctrl = PolicyController(model, _constant_policy(model, np.zeros(7)))
+    with pytest.raises(ValueError, match="no goal set"):
+        ctrl.act(FRAME, state)
+    ctrl.set_goal(FRAME, state)
+    bad = state.copy()
+    bad[2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ctrl.act(FRAME, bad)
+    with pytest.raises(ValueError, match="one \\(H,W,3\\) image"):
+        ctrl.set_goal(np.stack([FRAME, FRAME]), state)
+    with pytest.raises(ValueError, match="actions of 6 dims"):
+        PolicyController(model, _policy(encoder=model.encoder.identity(), action_dim=6))
+
+    broken = _constant_policy(model, np.zeros(7))
+    with torch.no_grad():
+        broken.mlp[-1].bias[0] = float("nan")
+    ctrl = PolicyController(model, broken)
+    ctrl.set_goal(FRAME, state)
+    with pytest.raises(RuntimeError, match="non-finite action"):
+        ctrl.act(FRAME, state)
+
+
+def test_load_policy_checks_the_models_encoder(model, tmp_path):
+    """load_policy refuses a policy trained on another encoder's latents."""
+    _constant_policy(model, np.zeros(7)).save(tmp_path / "mine")
+    assert load_policy(model, tmp_path / "mine").cfg.encoder == model.encoder.identity()
+    _policy(encoder="someone-else").save(tmp_path / "theirs")
+    with pytest.raises(CheckpointError, match="encoder someone-else"):
+        load_policy(model, tmp_path / "theirs")
+
+
+# ------------------------------------------------------------------ wm-eval
+
+
+def _model_folder(root: Path) -> Path:
+    """A stand-in model folder (fingerprints read files only) with an installed policy."""
+    (root / "encoder").mkdir(parents=True)
+    (root / "world_model.json").write_text('{"format_version": 1}')
+    (root / "predictor.safetensors").write_bytes(b"weights")
+    (root / "encoder" / "model.safetensors").write_bytes(b"enc")
+    (root / "policy").mkdir()
+    (root / "policy" / POLICY_CONFIG).write_text("{}")
+    (root / "policy" / POLICY_WEIGHTS).write_bytes(b"policy")
+    return root
+
+
+def test_fingerprints_separate_the_policy_from_the_model(tmp_path):
+    """wm_policy's fingerprint follows the policy's files; the planners' fingerprints follow
+    the model's files but not <model>/policy; wm_flat's and wm_policy's ignore sub-goal
+    budgets (they see the final goal alone), wm_cem's do not."""
+    folder = _model_folder(tmp_path / "m")
+    cfg = EvalConfig(tasks=("grasp",), methods=("wm_flat",), model=str(folder), out_dir="unused")
+    assert set(ev.FINAL_GOAL_METHODS) == {"wm_flat", "wm_policy"}
+    planners = ("wm_cem", "wm_icem", "wm_flat", "reference_cem")
+
+    def prints(c=cfg):
+        ev._digest_files.cache_clear()  # same-size rewrites may share an mtime tick
+        return {m: ev.fingerprint(c, "grasp", m) for m in (*planners, "wm_policy")}
+
+    before = prints()
+    assert ev.model_digest(str(folder)) != ev.model_digest(str(folder), whole=True)
+    (folder / "policy" / POLICY_WEIGHTS).write_bytes(b"retrain")
+    after = prints()
+    assert after["wm_policy"] != before["wm_policy"]
+    assert {m: after[m] for m in planners} == {m: before[m] for m in planners}
+    (folder / "policy" / "notes.txt").write_text("a new file in the policy folder")
+    assert prints()["wm_policy"] != after["wm_policy"]
+
+    elsewhere = tmp_path / "p"  # EvalConfig.policy: that folder, not <model>/policy
+    shutil.copytree(folder / "policy", elsewhere)
+    moved = replace(cfg, policy=str(elsewhere))
+    assert prints(moved)["wm_policy"] == prints()["wm_policy"]  # same files
+    (elsewhere / POLICY_WEIGHTS).write_bytes(b"other policy")
+    assert prints(moved)["wm_policy"] != prints()["wm_policy"]
+
+    unchanged = prints()
+    (folder / "predictor.safetensors").write_bytes(b"weightz")  # the model itself: all change
+    changed = prints()
+    assert all(changed[m] != unchanged[m] for m in changed)
+
+    budgets = replace(cfg, subgoal_budgets={"grasp": (3, 3, 3, 3)})
+    for method in ev.FINAL_GOAL_METHODS:
+        assert prints(budgets)[method] == changed[method]
+    assert prints(budgets)["wm_cem"] != changed["wm_cem"]
+
+
+def test_gripper_execution_enters_wm_policys_fingerprint(demos, model, tmp_path):
+    """PolicyAgent executes through MPCConfig's gripper filters, so changing them must change
+    wm_policy's fingerprint (else episodes run under other filters are reused)."""
+    from planning.harness.agents import GRIPPER_EXECUTION
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    _constant_policy(model, np.zeros(7)).save(model_dir / "policy")
+    plain = EvalConfig(
+        tasks=("grasp",),
+        methods=("wm_policy",),
+        model=str(model_dir),
+        out_dir="unused",
+        mpc=MPCConfig(),
+    )
+    filtered = replace(plain, mpc=MPCConfig(**GRIPPER_EXECUTION))
+    agent = ev.make_agent("wm_policy", filtered, model)
+    assert agent.controller.cfg.gripper_close_at == GRIPPER_EXECUTION["gripper_close_at"]
+    assert ev.fingerprint(filtered, "grasp", "wm_policy") != ev.fingerprint(
+        plain, "grasp", "wm_policy"
+    )
+
+
+def test_wm_eval_runs_the_flat_planner_and_the_policy(demos, model, tmp_path, capsys):
+    """wm-eval with methods [wm_flat, wm_policy] on the tiny model runs one short episode of
+    each (the policy from <model>/policy) and logs both rows."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    _constant_policy(model, np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)).save(
+        model_dir / "policy"
+    )
+    cfg = EvalConfig(
+        tasks=("reach",),
+        methods=("wm_flat", "wm_policy"),
+        episodes=1,
+        max_steps={"reach": 2},
+        image_size=32,
+        out_dir=str(tmp_path / "eval"),
+        model=str(model_dir),
+        cem=CEMConfig(samples=8, iterations=1, top_k=2),
+    )
+    results = ev.evaluate(cfg)
+    assert [r.method for r in results] == ["wm_flat", "wm_policy"]
+    assert all(r.steps == 2 and len(r.seconds_per_action) == 2 for r in results)
+    out = capsys.readouterr().out
+    assert "| reach | wm_flat |" in out and "| reach | wm_policy |" in out
+    logged = (tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()
+    assert len(logged) == 2
+    again = ev.evaluate(cfg)  # everything reused
+    assert [r.method for r in again] == ["wm_flat", "wm_policy"]
+    assert len((tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()) == 2
+
+    shutil.rmtree(model_dir / "policy")
+    with pytest.raises(CheckpointError, match=r"policy\.json not found"):
+        ev.make_agent("wm_policy", cfg, model)

@@ -1,0 +1,151 @@
+"""A goal-conditioned policy head on the world model's frozen latents (#25).
+
+``GoalPolicy(z, z_goal, state) -> action``: the current frame's latent and the goal image's
+latent (both (B, N, D), pooled and layer-normed as ``WorldModel.encode`` returns them) and the
+robot state (B, S) give one action (B, A) in the robot's units. It is trained by behaviour
+cloning on the episodes the predictor was trained on, with the episode's last frame (or a later
+frame: hindsight) as the goal (``wm-train-policy``, :mod:`worldmodel.training.train_policy`).
+
+What it is for: an amortized planner. One forward pass costs about a thousandth of a CEM
+plan, so it acts alone where a task needs no search, and it gives a planner a first guess
+(``planning.harness.agents.PolicyAgent``). Unlike the goal energy, it learns from the data
+*which way* a goal is reached (pick before place), which a one-step latent distance to the
+final goal image cannot see.
+
+Each token is projected to ``proj`` dims (current and goal frames by separate maps), the
+projections are flattened beside the state, and an MLP gives the action normalized by the
+training actions' mean and std (stored as buffers, so the module returns robot units).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from worldmodel.errors import CheckpointError
+
+POLICY_CONFIG = "policy.json"
+POLICY_WEIGHTS = "policy.safetensors"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Sizes of a :class:`GoalPolicy`: ``tokens`` x ``dim`` latents (the world model's pooled
+    grid), ``state_dim``/``action_dim`` (its layout); ``proj`` dims per token, ``hidden``
+    units, ``dropout`` in training. ``encoder`` records the frozen encoder's identity, so a
+    policy is never run on another encoder's latents."""
+
+    tokens: int
+    dim: int
+    state_dim: int
+    action_dim: int
+    proj: int = 32
+    hidden: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+    encoder: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "dim", "state_dim", "action_dim", "proj", "hidden", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"PolicyConfig.{name} must be an integer >= 1, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"PolicyConfig.dropout must lie in [0, 1), got {self.dropout}")
+
+
+class GoalPolicy(nn.Module):
+    """See the module docstring."""
+
+    def __init__(self, cfg: PolicyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.now = nn.Linear(cfg.dim, cfg.proj)
+        self.goal = nn.Linear(cfg.dim, cfg.proj)
+        width = 2 * cfg.tokens * cfg.proj + cfg.state_dim
+        layers: list[nn.Module] = []
+        for _ in range(cfg.depth):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout)]
+            width = cfg.hidden
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, cfg.action_dim))
+        self.register_buffer("action_mean", torch.zeros(cfg.action_dim))
+        self.register_buffer("action_std", torch.ones(cfg.action_dim))
+
+    def set_action_stats(self, mean: Tensor, std: Tensor) -> None:
+        """The training actions' per-dim mean and std (std floored at 1e-3)."""
+        self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-3))
+
+    def normalized(self, z: Tensor, z_goal: Tensor, state: Tensor) -> Tensor:
+        """(B, A) actions in training-normalized units (what the loss compares)."""
+        cfg = self.cfg
+        if z.shape[1:] != (cfg.tokens, cfg.dim) or z_goal.shape != z.shape:
+            raise ValueError(
+                f"GoalPolicy takes latents (B, {cfg.tokens}, {cfg.dim}) for the frame and the "
+                f"goal, got {tuple(z.shape)} and {tuple(z_goal.shape)}"
+            )
+        if state.shape != (z.shape[0], cfg.state_dim):
+            raise ValueError(
+                f"GoalPolicy takes states (B, {cfg.state_dim}), got {tuple(state.shape)}"
+            )
+        x = torch.cat([self.now(z).flatten(1), self.goal(z_goal).flatten(1), state], dim=1)
+        return self.mlp(x)
+
+    def forward(self, z: Tensor, z_goal: Tensor, state: Tensor) -> Tensor:
+        """(B, A) actions in the robot's units."""
+        return self.normalized(z, z_goal, state) * self.action_std + self.action_mean
+
+    # ------------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> None:
+        """``policy.json`` + ``policy.safetensors`` in ``folder`` (written atomically)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (POLICY_WEIGHTS + ".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                  str(tmp))  # fmt: skip
+        tmp.replace(folder / POLICY_WEIGHTS)
+        tmp = folder / (POLICY_CONFIG + ".tmp")
+        tmp.write_text(json.dumps({"format_version": 1, **asdict(self.cfg)}, indent=2))
+        tmp.replace(folder / POLICY_CONFIG)
+
+    @classmethod
+    def load(cls, folder: str | Path, encoder: str | None = None) -> GoalPolicy:
+        """A saved policy; ``encoder``: the identity of the encoder whose latents it will see
+        (``FrozenEncoder.identity()``), refused when it differs from the recorded one.
+
+        Raises:
+            CheckpointError: a file is missing, corrupt, not this format, holds NaN/inf, or the
+                policy was trained on another encoder's latents.
+        """
+        from worldmodel.checkpoints.strict import (
+            load_state_strict,
+            read_json_object,
+            read_safetensors,
+        )
+
+        folder = Path(folder)
+        cfg_path, w_path = folder / POLICY_CONFIG, folder / POLICY_WEIGHTS
+        for path in (cfg_path, w_path):
+            if not path.is_file():
+                raise CheckpointError(f"{path} not found: train a policy with wm-train-policy")
+        raw = read_json_object(cfg_path, "policy config")
+        if raw.pop("format_version", None) != 1:
+            raise CheckpointError(f"{cfg_path}: not a policy config (format_version 1)")
+        try:
+            cfg = PolicyConfig(**raw)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{cfg_path}: {err}") from err
+        if encoder is not None and cfg.encoder and cfg.encoder != encoder:
+            raise CheckpointError(
+                f"{cfg_path}: the policy was trained on the latents of encoder {cfg.encoder}, "
+                f"this model's encoder is {encoder}; retrain it with wm-train-policy"
+            )
+        policy = cls(cfg)
+        load_state_strict(policy, read_safetensors(w_path), str(w_path), what="policy")
+        return policy.eval()

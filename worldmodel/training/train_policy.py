@@ -1,0 +1,279 @@
+"""wm-train-policy: a goal-conditioned policy head on a world model's frozen latents (#25).
+
+Behaviour cloning on an episode dataset and its feature cache (the ones ``wm-cache`` made
+with the model's encoder and views): each sample is (frame t's latent, a goal latent, state
+t) -> the recorded action t. The goal is the episode's last frame (``final_goal_frac``; only
+episodes that end in success when ``successful_only``) or a frame 1..``hindsight_max`` steps
+later (hindsight), so one policy serves final goal images and nearer ones.
+
+    wm-train-policy model=models/shipped data_root=runs/demos/data cache_dir=runs/demos/features
+
+writes ``policy.json`` + ``policy.safetensors`` into ``out_dir`` beside ``log.csv`` and the
+training checkpoint (written every ``ckpt_every`` steps; a rerun resumes from it), and with
+``install=true`` copies the two files into ``<model>/policy/``, where wm-eval and wm-demo look
+for a model's policy. ``modes``: keep only episodes whose recorded ``expert_mode`` is
+listed (wm-collect records it; imported data has none, then every episode is kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodel.config import from_mapping, plain_defaults, run_cli
+from worldmodel.errors import DatasetError
+from worldmodel.models.latents import layer_norm
+from worldmodel.models.policy import GoalPolicy, PolicyConfig
+
+POLICY_DIR = "policy"  # inside a world model folder
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    """Options of wm-train-policy (see the module docstring)."""
+
+    model: str = ""  # world model folder: its encoder, pooling, views and layout
+    data_root: str = ""
+    cache_dir: str = ""  # wm-cache of data_root with the model's encoder and views
+    out_dir: str = "runs/policy"  # checkpoint, log and the trained policy
+    install: bool = False  # also copy the policy into <model>/policy/
+    modes: tuple[str, ...] = ()  # e.g. [expert, noisy]; () keeps every episode
+    successful_only: bool = True  # final goals only from episodes that end in success
+    final_goal_frac: float = 1.0  # share of samples whose goal is the episode's last frame
+    hindsight_max: int = 16  # other samples: a frame 1..hindsight_max steps later
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    proj: int = 32
+    hidden: int = 512
+    depth: int = 2
+    dropout: float = 0.1
+    val_fraction: float = 0.1
+    eval_every: int = 500
+    ckpt_every: int = 500
+    seed: int = 0
+    threads: int = 0  # torch threads; 0: torch's default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(str(m) for m in self.modes))
+        if not 0.0 <= self.final_goal_frac <= 1.0:
+            raise ValueError(f"final_goal_frac must lie in [0, 1], got {self.final_goal_frac}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        for name in ("steps", "batch_size", "hindsight_max", "eval_every", "ckpt_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class Demonstrations:
+    """Pooled latents (float16), states and actions of the kept episodes, in memory."""
+
+    def __init__(self, cfg: PolicyTrainConfig, model) -> None:
+        from worldmodel.data.episodes import open_dataset
+        from worldmodel.training.feature_cache import FeatureCache
+        from worldmodel.training.train_data import check_cache_matches
+
+        dataset = open_dataset(cfg.data_root)
+        cache = FeatureCache(cfg.cache_dir, model.encoder.identity())
+        check_cache_matches(cache, dataset, cfg.cache_dir)
+        self.latents, self.states, self.actions, self.valid = [], [], [], []
+        self.succeeded: list[bool] = []
+        kept = 0
+        for ep in range(len(dataset)):
+            steps = dataset.steps(ep)
+            mode = steps.extra.get("expert_mode")
+            if cfg.modes and mode is not None and str(mode) not in cfg.modes:
+                continue
+            with torch.no_grad():
+                f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
+                self.latents.append(layer_norm(model.predictor.pool(f)).half())
+            self.states.append(torch.from_numpy(steps.state.astype(np.float32)))
+            self.actions.append(torch.from_numpy(steps.action.astype(np.float32)))
+            self.valid.append(np.flatnonzero(steps.action_valid))
+            self.succeeded.append(bool(steps.is_success[-1]))
+            kept += 1
+        if not kept:
+            raise DatasetError(
+                f"{cfg.data_root}: no episode has an expert_mode in modes={list(cfg.modes)}"
+            )
+        if cfg.successful_only and cfg.final_goal_frac > 0 and not any(self.succeeded):
+            raise DatasetError(
+                f"{cfg.data_root}: no kept episode ends in success (steps.npz is_success), so "
+                "none gives a final goal; set successful_only=false or final_goal_frac=0"
+            )
+        self.tokens, self.dim = self.latents[0].shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def action_stats(self, episodes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        acts = torch.cat([self.actions[e][self.valid[e]] for e in episodes])
+        return acts.mean(0), acts.std(0)
+
+    def sample(self, episodes: np.ndarray, n: int, cfg: PolicyTrainConfig,
+               rng: np.random.Generator):  # fmt: skip
+        """n samples: (z, z_goal, state, action) from ``episodes``."""
+        finals = [e for e in episodes if self.succeeded[e] or not cfg.successful_only]
+        z, goal, state, action = [], [], [], []
+        for _ in range(n):
+            use_final = bool(finals) and rng.random() < cfg.final_goal_frac
+            e = int(rng.choice(finals if use_final else episodes))
+            t = int(rng.choice(self.valid[e]))
+            last = len(self.latents[e]) - 1
+            g = last if use_final else min(last, t + int(rng.integers(1, cfg.hindsight_max + 1)))
+            z.append(self.latents[e][t])
+            goal.append(self.latents[e][g])
+            state.append(self.states[e][t])
+            action.append(self.actions[e][t])
+        return (torch.stack(z).float(), torch.stack(goal).float(), torch.stack(state),
+                torch.stack(action))  # fmt: skip
+
+
+def _lr(cfg: PolicyTrainConfig, step: int) -> float:
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * step / cfg.steps))
+
+
+def train_policy(cfg: PolicyTrainConfig) -> dict:
+    """Train (or resume) and save the policy; returns the last losses."""
+    from worldmodel.training.run_io import (
+        CHECKPOINT_NAME,
+        atomic_torch_save,
+        load_training_checkpoint,
+    )
+    from worldmodel.world_model import WorldModel
+
+    if not (cfg.model and cfg.data_root and cfg.cache_dir):
+        raise ValueError("wm-train-policy needs model=, data_root= and cache_dir=")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = WorldModel.load(cfg.model)
+    demos = Demonstrations(cfg, model)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(demos))
+    n_val = round(cfg.val_fraction * len(demos)) if len(demos) > 1 else 0
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    torch.manual_seed(cfg.seed)
+    pcfg = PolicyConfig(
+        tokens=int(demos.tokens), dim=int(demos.dim), state_dim=model.state_dim,
+        action_dim=model.action_dim, proj=cfg.proj, hidden=cfg.hidden, depth=cfg.depth,
+        dropout=cfg.dropout, encoder=model.encoder.identity(),
+    )  # fmt: skip
+    policy = GoalPolicy(pcfg)
+    policy.set_action_stats(*demos.action_stats(list(train)))
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    state = load_training_checkpoint(
+        out, required=("policy", "opt", "step", "rng", "torch_rng", "config")
+    )
+    if state is not None:
+        if int(state.get("steps", -1)) != cfg.steps:
+            raise ValueError(
+                f"{out / CHECKPOINT_NAME}: that run's learning-rate schedule spans "
+                f"{state.get('steps')} steps, this one {cfg.steps}: rerun with "
+                f"steps={state.get('steps')} to resume it, or choose another out_dir"
+            )
+        if state["config"] != asdict(pcfg):
+            raise ValueError(
+                f"{out / CHECKPOINT_NAME}: a run with other sizes or another encoder; "
+                "move it away or choose another out_dir"
+            )
+        policy.load_state_dict(state["policy"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+        rng.bit_generator.state = _plain_rng(state["rng"])
+        torch.set_rng_state(state["torch_rng"])  # dropout masks
+        print(f"wm-train-policy: resuming {out} at step {start} of {cfg.steps}")
+        _drop_log_rows_after(out / "log.csv", start)  # written after the last checkpoint
+    log_path = out / "log.csv"
+    report: dict = {}
+    t0 = time.perf_counter()
+    val_rng = np.random.default_rng(cfg.seed + 1)
+    val_batch = demos.sample(val, 1024, cfg, val_rng) if len(val) else None
+    for step in range(start, cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(cfg, step)
+        z, goal, st, act = demos.sample(train, cfg.batch_size, cfg, rng)
+        policy.train()
+        target = (act - policy.action_mean) / policy.action_std
+        loss = ((policy.normalized(z, goal, st) - target) ** 2).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"wm-train-policy: non-finite loss at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            report = {"step": done, "loss": loss.item(), "seconds": time.perf_counter() - t0}
+            if val_batch is not None:
+                policy.eval()
+                with torch.no_grad():
+                    z, goal, st, act = val_batch
+                    vt = (act - policy.action_mean) / policy.action_std
+                    report["val_loss"] = float(((policy.normalized(z, goal, st) - vt) ** 2).mean())
+            _append_log(log_path, report)
+            print("wm-train-policy:", {k: round(v, 4) for k, v in report.items()}, flush=True)
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            atomic_torch_save(
+                {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": done,
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "steps": cfg.steps, "config": asdict(pcfg)},
+                out / CHECKPOINT_NAME,
+            )  # fmt: skip
+    policy.eval()
+    policy.save(out)
+    if cfg.install:
+        policy.save(Path(cfg.model) / POLICY_DIR)
+        print(f"wm-train-policy: installed the policy in {Path(cfg.model) / POLICY_DIR}")
+    return report
+
+
+def _plain_rng(state: dict) -> dict:
+    """numpy's PCG64 state as loaded back from a weights-only checkpoint (plain ints)."""
+    return {k: (_plain_rng(v) if isinstance(v, dict) else v) for k, v in state.items()}
+
+
+def _drop_log_rows_after(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+    path.unlink()
+    for row in rows:
+        _append_log(path, row)
+
+
+def _append_log(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["step", "loss", "val_loss", "seconds"])
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def config_from_mapping(raw: dict) -> PolicyTrainConfig:
+    return from_mapping(PolicyTrainConfig, raw)
+
+
+def main() -> None:
+    """Hydra entry point (``configs/policy.yaml`` over the PolicyTrainConfig defaults)."""
+    run_cli("policy", config_from_mapping, _run, plain_defaults(PolicyTrainConfig))
+
+
+def _run(cfg: PolicyTrainConfig) -> None:
+    print(train_policy(cfg))
+
+
+if __name__ == "__main__":
+    main()
