@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU recipe of the shipped model (models/shipped): collect -> pretrain the encoder ->
-# cache features -> train the predictor -> export. Every stage is resumable: rerun the same
+# cache features -> train the predictor -> demonstrations -> goal policy -> export. Every stage is resumable: rerun the same
 # command after a crash or kill and finished work is skipped (episodes, checkpoints, cached
 # episodes), so nothing is lost. Budget: <= 90 minutes on 2 cores (stage times are printed).
 #
@@ -19,6 +19,8 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 # recipe under 90 minutes (the single-view model shipped before trained 16 000 / 4 000)
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
+DEMOS=${DEMOS:-1200}               # pick-and-place demonstrations (expert + noisy) for the policy
+POLICY_STEPS=${POLICY_STEPS:-4000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 # cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
 # the wrist camera, where a grasp fills the image instead of a few pixels
@@ -50,6 +52,14 @@ stage cache wm-cache data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
 stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
     cache_dir="$RUN/features" views="$VIEWS" out_dir="$RUN/predictor" predictor=tiny \
     max_steps="$TRAIN_STEPS" decay_steps="$DECAY_STEPS"
+# 5. demonstrations (another seed than the training data) and their features, for the policy
+stage demos wm-collect env=pick_place episodes="$DEMOS" image_size=64 workers=2 seed=1 \
+    out_dir="$RUN/demos" expert_frac=0.5 noisy_frac=0.5 explore_frac=0.0 wrist_camera="$WRIST"
+stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/demos_features" views="$VIEWS"
+# 6. the goal-conditioned policy on the frozen latents (pick-and-place from the final goal image)
+stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
 
 if [ -n "$EXPORT" ]; then
     mkdir -p "$(dirname "$EXPORT")"

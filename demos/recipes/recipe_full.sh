@@ -27,6 +27,8 @@ DECAY_STEPS=${DECAY_STEPS:-5000}
 ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss (published: 2)
 TRAIN_CKPT=${TRAIN_CKPT:-250}
 VIEWS=${VIEWS:-exterior+wrist}
+DEMOS=${DEMOS:-2000}                  # pick-and-place demonstrations for the goal policy
+POLICY_STEPS=${POLICY_STEPS:-6000}
 EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$RUN"
@@ -52,6 +54,12 @@ stage train wm-train data_root="$RUN/data" encoder_dir="$RUN/pretrain/encoder" \
     cache_dir="$RUN/features" views="$VIEWS" out_dir="$RUN/predictor" predictor="$PREDICTOR" \
     max_steps="$TRAIN_STEPS" decay_steps="$DECAY_STEPS" rollout_steps="$ROLLOUT_STEPS" \
     ckpt_every="$TRAIN_CKPT"
+stage demos wm-collect env=pick_place episodes="$DEMOS" image_size="$IMAGE_SIZE" workers=2 seed=1 \
+    out_dir="$RUN/demos" expert_frac=0.5 noisy_frac=0.5 explore_frac=0.0 wrist_camera=true
+stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/encoder" \
+    cache_dir="$RUN/demos_features" views="$VIEWS"
+stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
 
 if [ -n "$EXPORT" ]; then
     rm -rf "$EXPORT.tmp"

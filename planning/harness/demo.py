@@ -8,6 +8,10 @@ images on step budgets). Without one it says so and runs CEM on the *simulator o
 task distance as cost): an upper bound that exercises the planner, the episode loop and the
 videos, not a world-model result.
 
+When the model folder holds a learned policy (``<model>/policy``, ``wm-train-policy
+install=true``), the demo ends with ``--final-goal-episodes`` pick-and-place episodes from the
+final goal image alone (no sub-goal images), acted by that policy.
+
 ``--tasks`` takes our task names or the id of any registered gymnasium env meeting the env
 contract (``envs/contract.py``; ``module:Name-v0`` imports ``module``); such an env needs a
 world model trained on its data (the oracle plans on our simulator only).
@@ -33,6 +37,7 @@ from planning.harness.agents import (
     Agent,
     OracleAgent,
     PlannerAgent,
+    PolicyAgent,
     model_views,
     run_episode,
 )
@@ -83,11 +88,58 @@ def make_demo_agent(
     return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
 
 
+def _run_task(env, agent, task: str, episodes: int, out: Path, label: str = ""):
+    """``episodes`` episodes of ``task``; prints each and the summary; -> (wins, seconds)."""
+    steps = episode_steps(task)
+    if not steps:
+        raise ValueError(f"wm-demo: register {task} with max_episode_steps (its step budget)")
+    name = f"{task}{label}"
+    wins, times = 0, []
+    for k in tqdm(range(episodes), desc=f"wm-demo {name}"):
+        video = out / f"{file_stem(name)}_{k:02d}.mp4"
+        res = run_episode(env, agent, "demo", k, k, steps, video, task=task)
+        wins += res.success
+        times += res.seconds_per_action
+        tqdm.write(
+            f"  {name} #{k}: {'success' if res.success else 'failure'} in {res.steps} steps, "
+            f"final distance {res.final_distance:.3f} -> {res.video}"
+        )
+    t = np.asarray(times) if times else np.full(1, np.nan)
+    print(
+        f"wm-demo {name}: success {wins}/{episodes}, seconds per action "
+        f"median {np.median(t):.3f} p90 {np.percentile(t, 90):.3f}"
+    )
+    return wins, times
+
+
+def run_final_goal(
+    model: Path, episodes: int, out: Path, image_size: int = 64
+) -> tuple[int, list[float]] | None:
+    """Pick-and-place from the final goal image alone, acted by the model's learned policy
+    (``<model>/policy``); None (and a note) when the model has none. The same instances
+    0.. as the sub-goal episodes of pick_place, so the two can be compared."""
+    from planning.policy import POLICY_DIR, load_policy
+    from worldmodel.world_model import WorldModel
+
+    if not (model / POLICY_DIR).is_dir():
+        print(f"wm-demo: {model} has no {POLICY_DIR}/ (wm-train-policy install=true): "
+              "no final-goal-only episode")  # fmt: skip
+        return None
+    wm = WorldModel.load(model)
+    agent = PolicyAgent(wm, load_policy(wm, model / POLICY_DIR), MPCConfig(**GRIPPER_EXECUTION))
+    env = make_env("pick_place", image_size=image_size, views=model_views(wm))
+    try:
+        return _run_task(env, agent, "pick_place", episodes, out, "_final_goal_only")
+    finally:
+        env.close()
+
+
 def run_demo(
     model: Path, tasks: list[str], episodes: int, samples: int | None, iterations: int | None,
-    out: Path, image_size: int = 64, planner: str = "cem",
+    out: Path, image_size: int = 64, planner: str = "cem", final_goal_episodes: int = 0,
 ) -> dict[str, tuple[int, list[float]]]:  # fmt: skip
-    """Run the demo; returns task -> (successes, seconds of every planned action)."""
+    """Run the demo; returns task -> (successes, seconds of every planned action), with
+    ``pick_place_final_goal_only`` when ``final_goal_episodes`` ran (:func:`run_final_goal`)."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     keep_freed_memory()  # planning.cpu_memory: no page faults per plan on CPU
     if not model.is_dir() and not all(is_project_env(t) for t in tasks):
@@ -101,26 +153,12 @@ def run_demo(
         views = model_views(getattr(getattr(agent, "mpc", None), "dynamics", None))
         env = make_env(task, image_size=image_size, views=views)
         require_env(env)  # the env contract, before the first action (EnvContractError)
-        steps = episode_steps(task)
-        if not steps:
-            raise ValueError(f"wm-demo: register {task} with max_episode_steps (its step budget)")
-        wins, times = 0, []
-        for k in tqdm(range(episodes), desc=f"wm-demo {task}"):
-            video = out / f"{file_stem(task)}_{k:02d}.mp4"
-            res = run_episode(env, agent, "demo", k, k, steps, video, task=task)
-            wins += res.success
-            times += res.seconds_per_action
-            tqdm.write(
-                f"  {task} #{k}: {'success' if res.success else 'failure'} in {res.steps} steps, "
-                f"final distance {res.final_distance:.3f} -> {res.video}"
-            )
+        summary[task] = _run_task(env, agent, task, episodes, out)
         env.close()
-        summary[task] = (wins, times)
-        t = np.asarray(times) if times else np.full(1, np.nan)
-        print(
-            f"wm-demo {task}: success {wins}/{episodes}, seconds per action "
-            f"median {np.median(t):.3f} p90 {np.percentile(t, 90):.3f}"
-        )
+    if final_goal_episodes and model.is_dir():
+        done = run_final_goal(model, final_goal_episodes, out, image_size)
+        if done is not None:
+            summary["pick_place_final_goal_only"] = done
     return summary
 
 
@@ -139,6 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=None, help="samples per iteration")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per action")
+    parser.add_argument(
+        "--final-goal-episodes", type=int, default=1,
+        help="pick-and-place episodes from the final goal image alone, by the model's policy "
+        "(<model>/policy), after the tasks; 0: none",
+    )  # fmt: skip
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     args = parser.parse_args(argv)
@@ -154,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     run_demo(
         args.model, args.tasks, args.episodes, args.samples, args.iterations, args.out,
-        args.image_size, args.planner,
+        args.image_size, args.planner, args.final_goal_episodes,
     )  # fmt: skip
 
 

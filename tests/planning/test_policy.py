@@ -613,3 +613,23 @@ def test_wm_eval_runs_the_flat_planner_and_the_policy(demos, model, tmp_path, ca
     shutil.rmtree(model_dir / "policy")
     with pytest.raises(CheckpointError, match=r"policy\.json not found"):
         ev.make_agent("wm_policy", cfg, model)
+
+
+def test_demo_ends_with_a_final_goal_only_pick_and_place_by_the_policy(
+    demos, model, tmp_path, capsys
+):
+    """wm-demo's last part: a pick-and-place episode from the final goal image alone, acted by
+    <model>/policy, with its video; a model without a policy gets a note and no episode."""
+    from planning.harness.demo import run_final_goal
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    assert run_final_goal(model_dir, 1, tmp_path / "out", image_size=32) is None
+    assert "has no policy/" in capsys.readouterr().out
+    _constant_policy(model, np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)).save(
+        model_dir / "policy"
+    )
+    wins, times = run_final_goal(model_dir, 1, tmp_path / "out", image_size=32)
+    assert wins == 0 and len(times) == 60  # a constant push never places the object
+    assert (tmp_path / "out" / "pick_place_final_goal_only_00.mp4").is_file()
+    assert "wm-demo pick_place_final_goal_only: success 0/1" in capsys.readouterr().out
