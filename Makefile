@@ -39,7 +39,7 @@ demo: venv
 eval: venv
 	$(VENV)/bin/wm-eval model=models/shipped out_dir=outputs/eval_shipped workers=2 \
 		episodes=50 episodes_per_method.wm_icem=50 tasks=[reach,reach_with_object,grasp,pick_place] \
-		methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem]
+		methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem,wm_flat,wm_policy]
 
 # Rebuild models/shipped with the CPU recipe (collect -> pretrain -> cache -> train; resumable).
 model: venv
