@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.errors import DatasetError
@@ -84,13 +85,22 @@ class Demonstrations:
         dataset = open_dataset(cfg.data_root)
         cache = FeatureCache(cfg.cache_dir, model.encoder.identity())
         check_cache_matches(cache, dataset, cfg.cache_dir)
+        grid = model.predictor.cfg.input_grid
+        if cache.tokens_per_frame != grid[0] * grid[1]:
+            raise DatasetError(
+                f"{cfg.cache_dir}: {cache.tokens_per_frame} tokens a frame, the model's views "
+                f"{list(model.views)} make {grid[0] * grid[1]}: cache the data with "
+                f"views={'+'.join(model.views)}"
+            )
         self.latents, self.states, self.actions, self.valid = [], [], [], []
         self.succeeded: list[bool] = []
         kept = 0
-        for ep in range(len(dataset)):
+        for ep in tqdm(range(len(dataset)), desc="wm-train-policy: episodes", leave=False):
             steps = dataset.steps(ep)
             mode = steps.extra.get("expert_mode")
             if cfg.modes and mode is not None and str(mode) not in cfg.modes:
+                continue
+            if not steps.action_valid.any():  # a single frame: nothing to imitate
                 continue
             with torch.no_grad():
                 f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
@@ -200,7 +210,8 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     t0 = time.perf_counter()
     val_rng = np.random.default_rng(cfg.seed + 1)
     val_batch = demos.sample(val, 1024, cfg, val_rng) if len(val) else None
-    for step in range(start, cfg.steps):
+    bar = tqdm(range(start, cfg.steps), desc="wm-train-policy", initial=start, total=cfg.steps)
+    for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
         z, goal, st, act = demos.sample(train, cfg.batch_size, cfg, rng)
@@ -212,6 +223,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             report = {"step": done, "loss": loss.item(), "seconds": time.perf_counter() - t0}
@@ -222,7 +234,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
                     vt = (act - policy.action_mean) / policy.action_std
                     report["val_loss"] = float(((policy.normalized(z, goal, st) - vt) ** 2).mean())
             _append_log(log_path, report)
-            print("wm-train-policy:", {k: round(v, 4) for k, v in report.items()}, flush=True)
+            tqdm.write(f"wm-train-policy: { {k: round(v, 4) for k, v in report.items()} }")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             atomic_torch_save(
                 {"policy": policy.state_dict(), "opt": opt.state_dict(), "step": done,
