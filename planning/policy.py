@@ -20,9 +20,9 @@ import torch
 
 from planning.mpc import MPCConfig
 from planning.protocol import final_step_l1_energy
-from worldmodel.models.policy import GoalPolicy
+from worldmodel.models.policy import POLICY_DIR, GoalPolicy
 
-POLICY_DIR = "policy"  # a world model folder's policy (wm-train-policy install=true)
+__all__ = ["POLICY_DIR", "PolicyController", "load_policy"]
 
 
 def load_policy(model, folder: str | Path) -> GoalPolicy:

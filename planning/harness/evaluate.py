@@ -66,6 +66,7 @@ from planning.mpc import MPCConfig
 from planning.planners import CEMConfig, ICEMConfig, make_planner
 from planning.planners.reference import reference_cem_config
 from worldmodel.config import from_mapping, plain_defaults, run_cli
+from worldmodel.models.policy import POLICY_DIR
 from worldmodel.models.views import parse_views
 
 __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_episode"]
@@ -240,7 +241,6 @@ def _mpc_keys(mpc: MPCConfig, method: str) -> dict | None:
 
 # a model folder's own evaluation log lives here; it is not part of what the model is
 MODEL_EVAL_DIR = "eval"
-MODEL_POLICY_DIR = "policy"  # planning.policy.POLICY_DIR
 
 
 def model_digest(model: str | None, whole: bool = False) -> str | None:
@@ -254,7 +254,7 @@ def model_digest(model: str | None, whole: bool = False) -> str | None:
     folder = Path(model)
     if not folder.is_dir():
         return model
-    skip = () if whole else (MODEL_EVAL_DIR, MODEL_POLICY_DIR)
+    skip = () if whole else (MODEL_EVAL_DIR, POLICY_DIR)
     files = sorted(
         f for f in folder.rglob("*")
         if f.is_file() and f.relative_to(folder).parts[0] not in skip
@@ -319,8 +319,6 @@ def load_model(cfg: EvalConfig):
 
 def policy_folder(cfg: EvalConfig) -> Path:
     """wm_policy's policy: ``cfg.policy``, else the model folder's ``policy/``."""
-    from planning.policy import POLICY_DIR
-
     return Path(cfg.policy) if cfg.policy else Path(cfg.model or ".") / POLICY_DIR
 
 

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from worldmodel.errors import CheckpointError
 
+POLICY_DIR = "policy"  # a world model folder's policy (wm-train-policy install=true)
 POLICY_CONFIG = "policy.json"
 POLICY_WEIGHTS = "policy.safetensors"
 

@@ -30,9 +30,7 @@ from tqdm import tqdm
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.errors import DatasetError
 from worldmodel.models.latents import layer_norm
-from worldmodel.models.policy import GoalPolicy, PolicyConfig
-
-POLICY_DIR = "policy"  # inside a world model folder
+from worldmodel.models.policy import POLICY_DIR, GoalPolicy, PolicyConfig
 
 
 @dataclass(frozen=True)
