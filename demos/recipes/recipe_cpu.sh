@@ -20,7 +20,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
 DEMOS=${DEMOS:-1200}               # pick-and-place demonstrations (expert + noisy) for the policy
-POLICY_STEPS=${POLICY_STEPS:-4000}
+POLICY_STEPS=${POLICY_STEPS:-10000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 # cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
 # the wrist camera, where a grasp fills the image instead of a few pixels

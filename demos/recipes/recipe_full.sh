@@ -28,7 +28,7 @@ ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss
 TRAIN_CKPT=${TRAIN_CKPT:-250}
 VIEWS=${VIEWS:-exterior+wrist}
 DEMOS=${DEMOS:-2000}                  # pick-and-place demonstrations for the goal policy
-POLICY_STEPS=${POLICY_STEPS:-6000}
+POLICY_STEPS=${POLICY_STEPS:-10000}
 EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$RUN"

@@ -46,7 +46,7 @@ class PolicyTrainConfig:
     successful_only: bool = True  # final goals only from episodes that end in success
     final_goal_frac: float = 1.0  # share of samples whose goal is the episode's last frame
     hindsight_max: int = 16  # other samples: a frame 1..hindsight_max steps later
-    steps: int = 4000
+    steps: int = 10000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-2
