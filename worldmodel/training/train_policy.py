@@ -17,7 +17,6 @@ listed (wm-collect records it; imported data has none, then every episode is kep
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -154,6 +153,8 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     """Train (or resume) and save the policy; returns the last losses."""
     from worldmodel.training.run_io import (
         CHECKPOINT_NAME,
+        _append_csv,
+        _truncate_csv,
         atomic_torch_save,
         load_training_checkpoint,
     )
@@ -199,10 +200,10 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         policy.load_state_dict(state["policy"])
         opt.load_state_dict(state["opt"])
         start = int(state["step"])
-        rng.bit_generator.state = _plain_rng(state["rng"])
+        rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])  # dropout masks
         print(f"wm-train-policy: resuming {out} at step {start} of {cfg.steps}")
-        _drop_log_rows_after(out / "log.csv", start)  # written after the last checkpoint
+        _truncate_csv(out / "log.csv", start)  # written after the last checkpoint
     log_path = out / "log.csv"
     report: dict = {}
     t0 = time.perf_counter()
@@ -231,7 +232,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
                     z, goal, st, act = val_batch
                     vt = (act - policy.action_mean) / policy.action_std
                     report["val_loss"] = float(((policy.normalized(z, goal, st) - vt) ** 2).mean())
-            _append_log(log_path, report)
+            _append_csv(log_path, report)
             tqdm.write(f"wm-train-policy: { {k: round(v, 4) for k, v in report.items()} }")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             atomic_torch_save(
@@ -246,30 +247,6 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         policy.save(Path(cfg.model) / POLICY_DIR)
         print(f"wm-train-policy: installed the policy in {Path(cfg.model) / POLICY_DIR}")
     return report
-
-
-def _plain_rng(state: dict) -> dict:
-    """numpy's PCG64 state as loaded back from a weights-only checkpoint (plain ints)."""
-    return {k: (_plain_rng(v) if isinstance(v, dict) else v) for k, v in state.items()}
-
-
-def _drop_log_rows_after(path: Path, step: int) -> None:
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
-    path.unlink()
-    for row in rows:
-        _append_log(path, row)
-
-
-def _append_log(path: Path, row: dict) -> None:
-    new = not path.is_file()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["step", "loss", "val_loss", "seconds"])
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def config_from_mapping(raw: dict) -> PolicyTrainConfig:
