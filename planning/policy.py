@@ -49,12 +49,19 @@ class PolicyController:
         self._held = slice(3, 6) if layout.is_published else None  # the planners' rotation hold
         self._z_goal: torch.Tensor | None = None
         self.last_seconds, self.last_energy = 0.0, float("nan")
+        self.last_latent: torch.Tensor | None = None  # (1, N, D) of the last frame acted on
 
     def _encode(self, rgb: np.ndarray, state: np.ndarray) -> torch.Tensor:
         return self.model.encode(
             torch.as_tensor(np.ascontiguousarray(rgb)[None]),
             torch.as_tensor(np.asarray(state, dtype=np.float32).reshape(1, -1)),
+            pooled=self.policy.cfg.pooled,
         )
+
+    @property
+    def goal_latent(self) -> torch.Tensor | None:
+        """(1, N, D) latent of the goal image (None before :meth:`set_goal`)."""
+        return self._z_goal
 
     def set_goal(self, goal_rgb: np.ndarray, state: np.ndarray) -> None:
         """Encode the (H, W, 3) uint8 goal image, with ``state`` as its proprioception."""
@@ -74,6 +81,7 @@ class PolicyController:
             raise ValueError(f"PolicyController: state contains NaN or inf: {state}")
         t0 = time.perf_counter()
         z = self._encode(rgb, state)
+        self.last_latent = z
         action = self.policy(z, self._z_goal, torch.from_numpy(state)[None])[0].cpu().numpy()
         if not np.all(np.isfinite(action)):
             raise RuntimeError(f"PolicyController: non-finite action {action}")

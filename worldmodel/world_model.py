@@ -132,8 +132,12 @@ class WorldModel:
         return view_token_mask(self.views, self.predictor.cfg.grid, selected)
 
     @torch.no_grad()
-    def encode(self, images: Tensor | np.ndarray, states: Tensor | np.ndarray) -> Tensor:
-        """(B, H_img, W_img, 3) uint8 frames, (B, S) states -> (B, N, D) pooled, layer-normed.
+    def encode(
+        self, images: Tensor | np.ndarray, states: Tensor | np.ndarray, pooled: bool = True
+    ) -> Tensor:
+        """(B, H_img, W_img, 3) uint8 frames, (B, S) states -> (B, N, D) pooled, layer-normed
+        (``pooled=False``: the encoder's full token grid, layer-normed; what a policy trained
+        with ``pooled=false`` takes; the predictor takes the pooled grid).
 
         With several ``views`` a frame is their mosaic, (B, H, V * H, 3) in ``views`` order."""
         S = self.state_dim
@@ -153,7 +157,8 @@ class WorldModel:
             raise ValueError("states hold NaN or inf")
         images = self._fit(images)
         feats = torch.as_tensor(self.encoder.encode_frames(images)).float()  # (B, h*w, D)
-        return layer_norm(self.predictor.pool(feats.to(self.device)))
+        feats = feats.to(self.device)
+        return layer_norm(self.predictor.pool(feats) if pooled else feats)
 
     def _fit(self, images):
         """Frames that are not square (one view) are fitted by the layout's image policy, as the

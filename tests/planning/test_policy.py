@@ -261,6 +261,25 @@ def test_train_policy_learns_the_expert_actions(demos, tmp_path, model):
     assert err_policy < 0.5 * err_mean, (err_policy, err_mean)
 
 
+def test_full_grid_policy_trains_on_unpooled_latents_and_acts_on_them(demos, tmp_path, model):
+    """pooled=false: the policy takes the encoder's full 8x8 grid (4x the pooled tokens), the
+    saved config says so, WorldModel.encode(pooled=False) gives those latents (layer-normed,
+    not pooled) and the controller feeds them, so it acts without a shape error."""
+    train_policy(_train_cfg(demos, tmp_path / "run", steps=20, pooled=False))
+    policy = load_policy(model, tmp_path / "run")
+    assert policy.cfg.pooled is False and policy.cfg.tokens == 4 * TOKENS
+    states = np.tile(SET_POINT, (2, 1))
+    frames = render_dot(states, 32)
+    full, pooled = model.encode(frames, states, pooled=False), model.encode(frames, states)
+    assert full.shape == (2, 4 * TOKENS, DIM) and pooled.shape == (2, TOKENS, DIM)
+    torch.testing.assert_close(full.mean(-1), torch.zeros(2, 4 * TOKENS), atol=1e-5, rtol=0)
+    controller = PolicyController(model, policy)
+    controller.set_goal(frames[0], states[0])
+    assert controller.goal_latent.shape == (1, 4 * TOKENS, DIM)
+    assert np.all(np.isfinite(controller.act(frames[1], states[1])))
+    torch.testing.assert_close(controller.last_latent, full[1:])
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / POLICY_WEIGHTS))
 
@@ -644,3 +663,128 @@ def test_final_goal_methods_run_on_the_final_goal_tasks_only():
     assert all(cfg.runs("pick_place", m) for m in cfg.methods)
     everywhere = EvalConfig(tasks=("reach",), methods=("wm_flat",), final_goal_tasks=None)
     assert everywhere.runs("reach", "wm_flat")
+
+
+# ------------------------------------------------------------------ wm-dagger (corrections)
+
+
+def _dagger_cfg(model_dir: Path, out: Path, **kw):
+    from planning.harness.dagger import DaggerConfig
+
+    base = dict(model=str(model_dir), out_dir=str(out), task="pick_place", episodes=2,
+                image_size=32, max_steps=3, workers=1)  # fmt: skip
+    return DaggerConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def push_model(demos, model, tmp_path_factory) -> Path:
+    """The tiny model with a policy that always pushes +x by 1 cm, installed."""
+    model_dir = tmp_path_factory.mktemp("dagger") / "model"
+    shutil.copytree(demos / "model", model_dir)
+    _constant_policy(model, np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)).save(
+        model_dir / "policy"
+    )
+    return model_dir
+
+
+def _replay(model_dir: Path, seed: int, actions: np.ndarray) -> np.ndarray:
+    """States (T, 7) seen before each of ``actions`` when replayed from reset(seed)."""
+    from envs.contract import make_env
+
+    env = make_env("pick_place", image_size=32, views=("exterior",))
+    obs, _ = env.reset(seed=seed)
+    states = []
+    for action in actions:
+        states.append(obs["state"])
+        obs, *_ = env.step(action)
+    env.close()
+    return np.stack(states)
+
+
+def test_dagger_labels_states_the_policy_visits_with_the_experts_actions(push_model, tmp_path):
+    """beta=0: the policy drives (replaying its constant push reproduces the recorded states)
+    and each label is the expert's action there (not the push); beta=1: the expert drives,
+    so replaying the labels reproduces the states. Latents are the model's (T, N, D)."""
+    from planning.harness.dagger import collect_corrections
+    from worldmodel.training.corrections import load_corrections
+
+    model = WorldModel.load(push_model)
+    out = collect_corrections(_dagger_cfg(push_model, tmp_path / "policy_drives"))
+    assert out["rolled_out"] == 2 and out["labelled_steps"] == 6
+    eps = load_corrections(tmp_path / "policy_drives", model.encoder.identity())
+    push = np.tile(np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32), (3, 1))
+    for ep in eps:
+        assert ep["z"].shape == (3, TOKENS, DIM) and ep["goal"].shape == (TOKENS, DIM)
+        np.testing.assert_allclose(ep["state"], _replay(push_model, int(ep["seed"]), push),
+                                   atol=1e-5)  # fmt: skip
+        assert not np.allclose(ep["label"], push, atol=1e-3)  # the expert heads elsewhere
+        assert np.all(ep["label"][:, 3:6] ** 2 < 1e-2)  # and keeps the orientation
+
+    collect_corrections(_dagger_cfg(push_model, tmp_path / "expert_drives", beta=1.0))
+    for ep in load_corrections(tmp_path / "expert_drives", model.encoder.identity()):
+        np.testing.assert_allclose(ep["state"], _replay(push_model, int(ep["seed"]), ep["label"]),
+                                   atol=1e-5)  # fmt: skip
+    # the first frame and goal are the same instance either way: same latents
+    a = load_corrections(tmp_path / "policy_drives", model.encoder.identity())[0]
+    b = load_corrections(tmp_path / "expert_drives", model.encoder.identity())[0]
+    np.testing.assert_array_equal(a["z"][0], b["z"][0])
+    np.testing.assert_array_equal(a["goal"], b["goal"])
+
+
+def test_dagger_rerun_continues_and_refuses_other_settings(push_model, tmp_path):
+    """A rerun writes only missing rollouts; another beta, policy or model is refused naming
+    corrections.json; a missing policy is named."""
+    from planning.harness.dagger import collect_corrections
+
+    out = tmp_path / "c"
+    assert collect_corrections(_dagger_cfg(push_model, out, episodes=1))["rolled_out"] == 1
+    first = (out / "ep_000000.npz").stat().st_mtime_ns
+    assert collect_corrections(_dagger_cfg(push_model, out, episodes=2))["rolled_out"] == 1
+    assert (out / "ep_000000.npz").stat().st_mtime_ns == first
+    assert sorted(p.name for p in out.glob("ep_*")) == ["ep_000000.npz", "ep_000001.npz"]
+    with pytest.raises(ValueError, match=r"corrections\.json.*beta"):
+        collect_corrections(_dagger_cfg(push_model, out, beta=0.5))
+    with pytest.raises(FileNotFoundError, match="no policy"):
+        collect_corrections(_dagger_cfg(push_model, tmp_path / "d", policy=str(tmp_path)))
+
+
+def _write_corrections(folder: Path, encoder: str, label: np.ndarray, n: int = 6) -> None:
+    from worldmodel.training.corrections import open_corrections, write_episode
+
+    open_corrections(folder, {"encoder": encoder})
+    rng = np.random.default_rng(3)
+    for k in range(n):
+        write_episode(
+            folder, k, z=rng.normal(size=(5, TOKENS, DIM)).astype(np.float16),
+            goal=rng.normal(size=(TOKENS, DIM)).astype(np.float16),
+            state=rng.uniform(STATE_LOW, STATE_HIGH, (5, 7)).astype(np.float32),
+            label=np.tile(label, (5, 1)).astype(np.float32), success=np.bool_(False),
+            seed=np.int64(k),
+        )  # fmt: skip
+
+
+def test_train_policy_learns_from_corrections_and_checks_their_encoder(demos, model, tmp_path):
+    """corrections_frac=1: every batch comes from the corrections, so the policy learns their
+    constant label on their latents (far from the demonstrations' actions); corrections
+    from another encoder, or a folder that is not one, are refused naming the file."""
+    label = np.array([0.04, -0.03, 0.02, 0, 0, 0, 0.6], np.float32)
+    _write_corrections(tmp_path / "corr", model.encoder.identity(), label)
+    cfg = _train_cfg(demos, tmp_path / "run", corrections=(str(tmp_path / "corr"),),
+                     corrections_frac=1.0, steps=120, dropout=0.0)  # fmt: skip
+    train_policy(cfg)
+    policy = load_policy(model, tmp_path / "run")
+    from worldmodel.training.corrections import load_corrections
+
+    ep = load_corrections(tmp_path / "corr", model.encoder.identity())[0]
+    with torch.no_grad():
+        out = policy(torch.from_numpy(ep["z"]).float(),
+                     torch.from_numpy(ep["goal"]).float()[None].expand(5, -1, -1),
+                     torch.from_numpy(ep["state"])).numpy()  # fmt: skip
+    np.testing.assert_allclose(out, np.tile(label, (5, 1)), atol=0.02)
+
+    _write_corrections(tmp_path / "other", "0" * 64, label, n=1)
+    with pytest.raises(DatasetError, match=r"corrections\.json.*encoder"):
+        train_policy(replace(cfg, corrections=(str(tmp_path / "other"),),
+                             out_dir=str(tmp_path / "run2")))  # fmt: skip
+    with pytest.raises(DatasetError, match=r"corrections\.json: not found"):
+        train_policy(replace(cfg, corrections=(str(tmp_path),), out_dir=str(tmp_path / "run3")))

@@ -38,7 +38,9 @@ class PolicyConfig:
     """Sizes of a :class:`GoalPolicy`: ``tokens`` x ``dim`` latents (the world model's pooled
     grid), ``state_dim``/``action_dim`` (its layout); ``proj`` dims per token, ``hidden``
     units, ``dropout`` in training. ``encoder`` records the frozen encoder's identity, so a
-    policy is never run on another encoder's latents."""
+    policy is never run on another encoder's latents. ``pooled``: its latents are the ones the
+    predictor sees (``WorldModel.encode``) or the encoder's full grid (``pooled=False``: 4x the
+    tokens of a 2x2 pool, finer positions for a grasp)."""
 
     tokens: int
     dim: int
@@ -49,6 +51,7 @@ class PolicyConfig:
     depth: int = 2
     dropout: float = 0.1
     encoder: str = ""
+    pooled: bool = True  # the predictor's pooled grid (True) or the encoder's full token grid
 
     def __post_init__(self) -> None:
         for name in ("tokens", "dim", "state_dim", "action_dim", "proj", "hidden", "depth"):

@@ -4,7 +4,10 @@ Behaviour cloning on an episode dataset and its feature cache (the ones ``wm-cac
 with the model's encoder and views): each sample is (frame t's latent, a goal latent, state
 t) -> the recorded action t. The goal is the episode's last frame (``final_goal_frac``; only
 episodes that end in success when ``successful_only``) or a frame 1..``hindsight_max`` steps
-later (hindsight), so one policy serves final goal images and nearer ones.
+later (hindsight), so one policy serves final goal images and nearer ones. ``corrections``:
+folders of ``wm-dagger`` (states the policy itself visited, each labelled with the expert's
+action toward the rollout's goal image); a ``corrections_frac`` share of each batch is drawn
+from them (DAgger).
 
     wm-train-policy model=models/shipped data_root=runs/demos/data cache_dir=runs/demos/features
 
@@ -45,6 +48,8 @@ class PolicyTrainConfig:
     successful_only: bool = True  # final goals only from episodes that end in success
     final_goal_frac: float = 1.0  # share of samples whose goal is the episode's last frame
     hindsight_max: int = 16  # other samples: a frame 1..hindsight_max steps later
+    corrections: tuple[str, ...] = ()  # wm-dagger out_dirs
+    corrections_frac: float = 0.5  # share of each batch from them (when given)
     steps: int = 10000
     batch_size: int = 256
     lr: float = 1e-3
@@ -54,6 +59,7 @@ class PolicyTrainConfig:
     hidden: int = 512
     depth: int = 2
     dropout: float = 0.1
+    pooled: bool = True  # false: the encoder's full token grid (PolicyConfig.pooled)
     val_fraction: float = 0.1
     eval_every: int = 500
     ckpt_every: int = 500
@@ -62,8 +68,10 @@ class PolicyTrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(str(m) for m in self.modes))
-        if not 0.0 <= self.final_goal_frac <= 1.0:
-            raise ValueError(f"final_goal_frac must lie in [0, 1], got {self.final_goal_frac}")
+        object.__setattr__(self, "corrections", tuple(str(c) for c in self.corrections))
+        for name in ("final_goal_frac", "corrections_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         for name in ("steps", "batch_size", "hindsight_max", "eval_every", "ckpt_every"):
@@ -76,6 +84,7 @@ class Demonstrations:
 
     def __init__(self, cfg: PolicyTrainConfig, model) -> None:
         from worldmodel.data.episodes import open_dataset
+        from worldmodel.training.corrections import load_corrections
         from worldmodel.training.feature_cache import FeatureCache
         from worldmodel.training.train_data import check_cache_matches
 
@@ -101,7 +110,7 @@ class Demonstrations:
                 continue
             with torch.no_grad():
                 f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
-                self.latents.append(layer_norm(model.predictor.pool(f)).half())
+                self.latents.append(layer_norm(model.predictor.pool(f) if cfg.pooled else f).half())
             self.states.append(torch.from_numpy(steps.state.astype(np.float32)))
             self.actions.append(torch.from_numpy(steps.action.astype(np.float32)))
             self.valid.append(np.flatnonzero(steps.action_valid))
@@ -117,6 +126,16 @@ class Demonstrations:
                 "none gives a final goal; set successful_only=false or final_goal_frac=0"
             )
         self.tokens, self.dim = self.latents[0].shape[1:]
+        self.corrections = []
+        for folder in cfg.corrections:
+            for ep in load_corrections(folder, model.encoder.identity()):
+                if ep["z"].shape[1:] != (self.tokens, self.dim):
+                    raise DatasetError(
+                        f"{folder}: latents of {ep['z'].shape[1:]}, the cache's are "
+                        f"{(self.tokens, self.dim)}"
+                    )
+                self.corrections.append({k: torch.from_numpy(np.asarray(ep[k]))
+                                         for k in ("z", "goal", "state", "label")})  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -125,12 +144,21 @@ class Demonstrations:
         acts = torch.cat([self.actions[e][self.valid[e]] for e in episodes])
         return acts.mean(0), acts.std(0)
 
-    def sample(self, episodes: np.ndarray, n: int, cfg: PolicyTrainConfig,
-               rng: np.random.Generator):  # fmt: skip
-        """n samples: (z, z_goal, state, action) from ``episodes``."""
+    def sample(self, episodes: np.ndarray, corrections: np.ndarray, n: int,
+               cfg: PolicyTrainConfig, rng: np.random.Generator):  # fmt: skip
+        """n samples: (z, z_goal, state, action) from demonstrations ``episodes`` and, a
+        ``cfg.corrections_frac`` share, from the rollouts ``corrections`` (indices)."""
         finals = [e for e in episodes if self.succeeded[e] or not cfg.successful_only]
         z, goal, state, action = [], [], [], []
         for _ in range(n):
+            if len(corrections) and (not len(episodes) or rng.random() < cfg.corrections_frac):
+                ep = self.corrections[int(rng.choice(corrections))]
+                t = int(rng.integers(len(ep["z"])))
+                z.append(ep["z"][t])
+                goal.append(ep["goal"])
+                state.append(ep["state"][t])
+                action.append(ep["label"][t])
+                continue
             use_final = bool(finals) and rng.random() < cfg.final_goal_frac
             e = int(rng.choice(finals if use_final else episodes))
             t = int(rng.choice(self.valid[e]))
@@ -172,11 +200,17 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     order = rng.permutation(len(demos))
     n_val = round(cfg.val_fraction * len(demos)) if len(demos) > 1 else 0
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    none = np.zeros(0, np.int64)
+    corr_val, corr_train = none, none
+    if demos.corrections:  # held-out rollouts too: their loss shows memorized goals
+        corr_order = rng.permutation(len(demos.corrections))
+        n_cval = round(cfg.val_fraction * len(corr_order)) if len(corr_order) > 1 else 0
+        corr_val, corr_train = np.sort(corr_order[:n_cval]), np.sort(corr_order[n_cval:])
     torch.manual_seed(cfg.seed)
     pcfg = PolicyConfig(
         tokens=int(demos.tokens), dim=int(demos.dim), state_dim=model.state_dim,
         action_dim=model.action_dim, proj=cfg.proj, hidden=cfg.hidden, depth=cfg.depth,
-        dropout=cfg.dropout, encoder=model.encoder.identity(),
+        dropout=cfg.dropout, encoder=model.encoder.identity(), pooled=cfg.pooled,
     )  # fmt: skip
     policy = GoalPolicy(pcfg)
     policy.set_action_stats(*demos.action_stats(list(train)))
@@ -208,12 +242,16 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     report: dict = {}
     t0 = time.perf_counter()
     val_rng = np.random.default_rng(cfg.seed + 1)
-    val_batch = demos.sample(val, 1024, cfg, val_rng) if len(val) else None
+    val_batches = {
+        name: demos.sample(eps, corr, 1024, cfg, val_rng)
+        for name, eps, corr in (("val_loss", val, none), ("val_corrections_loss", none, corr_val))
+        if len(eps) or len(corr)
+    }
     bar = tqdm(range(start, cfg.steps), desc="wm-train-policy", initial=start, total=cfg.steps)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(cfg, step)
-        z, goal, st, act = demos.sample(train, cfg.batch_size, cfg, rng)
+        z, goal, st, act = demos.sample(train, corr_train, cfg.batch_size, cfg, rng)
         policy.train()
         target = (act - policy.action_mean) / policy.action_std
         loss = ((policy.normalized(z, goal, st) - target) ** 2).mean()
@@ -226,12 +264,11 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             report = {"step": done, "loss": loss.item(), "seconds": time.perf_counter() - t0}
-            if val_batch is not None:
-                policy.eval()
+            policy.eval()
+            for name, (z, goal, st, act) in val_batches.items():
                 with torch.no_grad():
-                    z, goal, st, act = val_batch
                     vt = (act - policy.action_mean) / policy.action_std
-                    report["val_loss"] = float(((policy.normalized(z, goal, st) - vt) ** 2).mean())
+                    report[name] = float(((policy.normalized(z, goal, st) - vt) ** 2).mean())
             _append_csv(log_path, report)
             tqdm.write(f"wm-train-policy: { {k: round(v, 4) for k, v in report.items()} }")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
