@@ -9,7 +9,7 @@ executed actions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -100,8 +100,18 @@ class StepInfo(NamedTuple):
     current_energy: float = float("nan")  # energy of the current frame to the active goal
 
 
+# (z (1, N, D), z_goal (1, N, D), state (1, S)) -> (1, A): a first action to search around
+Proposal = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
 class MPCController:
-    """Drives any :class:`LatentDynamics` with any :class:`Planner` (see module docstring)."""
+    """Drives any :class:`LatentDynamics` with any :class:`Planner` (see module docstring).
+
+    ``proposal`` (optional, e.g. :func:`planning.policy.policy_proposal`): each plan's search
+    starts with its first action at the proposal for the current latent, the active goal's
+    latent and the state (the rest of the horizon from the warm start), so a small budget
+    refines a learned guess instead of searching from scratch.
+    """
 
     def __init__(
         self,
@@ -109,8 +119,10 @@ class MPCController:
         planner: Planner,
         energy_fn: EnergyFn = final_step_l1_energy,
         cfg: MPCConfig | None = None,
+        proposal: Proposal | None = None,
     ) -> None:
         self.dynamics, self.planner, self.energy_fn = dynamics, planner, energy_fn
+        self.proposal = proposal
         self.cfg = cfg or MPCConfig()
         horizon = planner.cfg.horizon
         if self.cfg.action_chunk > horizon:
@@ -263,9 +275,12 @@ class MPCController:
         current = self._advance_subgoal(z)
         z_goal = self._z_goals[self._subgoal][None]  # (1, N, D)
         state_t = torch.as_tensor(state, device=self.cfg.device)
+        init_mean = self._mean if self.cfg.warm_start else None
+        if self.proposal is not None:
+            init_mean = self._proposed_mean(z, z_goal, state_t, init_mean)
         res = self.planner.plan(
             self.dynamics, z, state_t, z_goal, self._energy_fns[self._subgoal],
-            init_mean=self._mean if self.cfg.warm_start else None, generator=self._generator,
+            init_mean=init_mean, generator=self._generator,
         )  # fmt: skip
         k = self.cfg.action_chunk
         chunk = res.actions[0, :k].cpu().numpy().astype(np.float32)
@@ -282,6 +297,23 @@ class MPCController:
             float(res.elite_spread[0]), float(res.seconds), self._subgoal, True, current,
         )  # fmt: skip
         return chunk, info
+
+    def _proposed_mean(
+        self, z: Tensor, z_goal: Tensor, state: Tensor, warm: Tensor | None
+    ) -> Tensor:
+        """(1, H, A) search start: the proposal's action first, then the warm start (or 0)."""
+        with torch.no_grad():
+            first = torch.as_tensor(self.proposal(z, z_goal, state), dtype=torch.float32)
+        if first.ndim != 2 or first.shape[0] != 1 or not bool(torch.isfinite(first).all()):
+            raise RuntimeError(
+                f"MPCController: the proposal gave {first.tolist()}, expected one finite "
+                "(1, A) action"
+            )
+        if warm is None:
+            warm = torch.zeros(1, self.planner.cfg.horizon, first.shape[-1])
+        mean = warm.clone()
+        mean[:, 0] = first.to(mean.device)
+        return mean
 
     def act(self, rgb: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, StepInfo]:
         """One control step: the next (A,) action (replanning when the chunk is used up).

@@ -22,13 +22,29 @@ from planning.mpc import MPCConfig
 from planning.protocol import final_step_l1_energy
 from worldmodel.models.policy import POLICY_DIR, GoalPolicy
 
-__all__ = ["POLICY_DIR", "PolicyController", "load_policy"]
+__all__ = ["POLICY_DIR", "PolicyController", "load_policy", "policy_proposal"]
 
 
 def load_policy(model, folder: str | Path) -> GoalPolicy:
     """The policy in ``folder`` (a model folder's is ``<model>/policy``), checked against the
     model's encoder; CheckpointError naming the file when it is missing or does not fit."""
     return GoalPolicy.load(folder, encoder=model.encoder.identity())
+
+
+def policy_proposal(policy: GoalPolicy):
+    """``MPCController``'s ``proposal`` from a policy on the pooled latents the planner sees
+    (ValueError for a ``pooled=false`` policy, whose latents the planner does not compute)."""
+    if not policy.cfg.pooled:
+        raise ValueError(
+            "a proposal for the planner needs a policy on the pooled latents (pooled=true); "
+            "this one takes the encoder's full grid"
+        )
+    policy = policy.eval()
+
+    def propose(z: torch.Tensor, z_goal: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return policy(z.float(), z_goal.float(), state.float())
+
+    return propose
 
 
 class PolicyController:

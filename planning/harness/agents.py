@@ -161,7 +161,8 @@ class PlannerAgent:
     schedule switches on budgets; with ``subgoal_budgets=None`` on the MPC config's energy
     threshold (``MPCConfig.subgoal_energy_threshold``). ``energy_views`` maps a task to the
     views (e.g. ``"exterior"``, ``"exterior+wrist"``; None = all) the energy compares for each
-    of its goal images; it needs dynamics with ``view_tokens`` (``WorldModel``).
+    of its goal images; it needs dynamics with ``view_tokens`` (``WorldModel``). ``proposal``:
+    a learned first guess each plan starts from (``MPCController``; wm_pcem).
     """
 
     def __init__(
@@ -171,8 +172,11 @@ class PlannerAgent:
         mpc_cfg: MPCConfig | None = None,
         subgoal_budgets: Budgets = None,
         energy_views: EnergyViews = None,
+        proposal=None,
     ) -> None:
-        self.mpc = MPCController(dynamics, planner, cfg=_gripper_filters_fit(mpc_cfg, dynamics))
+        self.mpc = MPCController(
+            dynamics, planner, cfg=_gripper_filters_fit(mpc_cfg, dynamics), proposal=proposal
+        )
         self.subgoal_budgets, self.energy_views = subgoal_budgets, energy_views or {}
         self.goal_rgb: np.ndarray | None = None
 

@@ -75,10 +75,12 @@ __all__ = ["EpisodeLog", "EvalConfig", "evaluate", "main", "make_agent", "run_ep
 # method name -> needs a world model
 METHODS = {
     "random": False, "oracle_cem": False, "wm_cem": True, "wm_icem": True, "reference_cem": True,
-    "wm_flat": True, "wm_policy": True,
+    "wm_flat": True, "wm_policy": True, "wm_pcem": True,
 }  # fmt: skip
 # the methods that plan through PlannerAgent: they use energy_views and MPCConfig's filters
-PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem", "wm_flat")
+PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem", "wm_flat", "wm_pcem")
+# a small CEM whose search starts at the policy's action for the active (sub-)goal (wm_pcem)
+PCEM = CEMConfig(samples=64, iterations=4, top_k=8, action_cost=GRIPPER_EFFORT)
 # the methods that see the final goal image alone (no sub-goal images): the flat planner (the
 # cem config) and the model's learned policy (wm-train-policy, ``EvalConfig.policy``)
 FINAL_GOAL_METHODS = ("wm_flat", "wm_policy")
@@ -117,6 +119,7 @@ class EvalConfig:
     max_steps: Mapping[str, int | None] = field(default_factory=lambda: dict.fromkeys(envs.TASKS))
     model: str | None = None
     policy: str | None = None  # wm_policy's policy folder; None: <model>/policy
+    proposal: str | None = None  # wm_pcem's proposal policy folder; None: as wm_policy's
     # the tasks wm_flat and wm_policy run on (None: every task); pick-and-place is the one
     # whose final goal alone defeats the flat planner
     final_goal_tasks: tuple[str, ...] | None = ("pick_place",)
@@ -128,6 +131,7 @@ class EvalConfig:
     # the tuned planners of wm_cem / wm_icem (gripper effort, execution filters: agents.py)
     cem: CEMConfig = field(default_factory=lambda: CEMConfig(action_cost=GRIPPER_EFFORT))
     icem: ICEMConfig = field(default_factory=lambda: ICEMConfig(action_cost=GRIPPER_EFFORT))
+    pcem: CEMConfig = field(default_factory=lambda: PCEM)
     reference_cem: CEMConfig = field(default_factory=reference_cem_config)
     # the simulator costs ~2 ms a sample (vs ~0.1 ms for the world model), so the upper bound
     # plans with a smaller budget (it still succeeds); None = the cem config
@@ -278,7 +282,8 @@ def _digest_files(folder: str, stamp: tuple) -> str:  # stamp: (name, size, mtim
 def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
     """Hash of every setting that shapes an episode of (task, method)."""
     planner = {"oracle_cem": cfg.oracle_cem or cfg.cem, "wm_cem": cfg.cem, "wm_icem": cfg.icem,
-               "reference_cem": cfg.reference_cem, "wm_flat": cfg.cem}.get(method)  # fmt: skip
+               "reference_cem": cfg.reference_cem, "wm_flat": cfg.cem,
+               "wm_pcem": cfg.pcem}.get(method)  # fmt: skip
     sees_budgets = METHODS[method] and method not in FINAL_GOAL_METHODS
     keys = {
         "method": method, "steps": cfg.steps_for(task), "image_size": cfg.image_size,
@@ -287,8 +292,9 @@ def fingerprint(cfg: EvalConfig, task: str, method: str) -> str:
         "model": model_digest(cfg.model) if METHODS[method] else None,
         "budgets": (cfg.subgoal_budgets or {}).get(task) if sees_budgets else None,
     }  # fmt: skip
-    if method == "wm_policy":
-        keys["policy"] = model_digest(str(policy_folder(cfg)), whole=True)
+    if method in ("wm_policy", "wm_pcem"):
+        folder = policy_folder(cfg) if method == "wm_policy" else proposal_folder(cfg)
+        keys["policy"] = model_digest(str(folder), whole=True)
     views = cfg.energy_views.get(task) if method in PLANNER_AGENT_METHODS else None
     if views is not None:  # only when set, so logs from before the option keep their prints
         keys["energy_views"] = views
@@ -322,6 +328,11 @@ def policy_folder(cfg: EvalConfig) -> Path:
     return Path(cfg.policy) if cfg.policy else Path(cfg.model or ".") / POLICY_DIR
 
 
+def proposal_folder(cfg: EvalConfig) -> Path:
+    """wm_pcem's proposal policy: ``cfg.proposal``, else wm_policy's."""
+    return Path(cfg.proposal) if cfg.proposal else policy_folder(cfg)
+
+
 def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
     """The agent of ``method``; world-model methods need ``dynamics``."""
     if METHODS[method] and dynamics is None:
@@ -340,6 +351,12 @@ def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:
         planner = make_planner("cem", cfg.cem, dynamics)
         views = {t: v[-1:] for t, v in (cfg.energy_views or {}).items() if v is not None}
         return PlannerAgent(dynamics, planner, cfg.mpc, {}, views)
+    if method == "wm_pcem":
+        from planning.policy import load_policy, policy_proposal
+
+        proposal = policy_proposal(load_policy(dynamics, proposal_folder(cfg)))
+        planner = make_planner("cem", cfg.pcem, dynamics)
+        return PlannerAgent(dynamics, planner, cfg.mpc, budgets, cfg.energy_views, proposal)
     if method == "wm_policy":
         from planning.policy import load_policy
 

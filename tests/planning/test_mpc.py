@@ -275,3 +275,46 @@ def test_gripper_close_at_stays_in_the_action_box_for_any_reported_gripper(repor
 def test_execute_refuses_non_finite_state():
     with pytest.raises(ValueError, match="non-finite"):
         MPCConfig(gripper_close_at=0.5).execute(np.zeros(7), np.full(7, np.nan))
+
+
+def test_proposal_starts_each_search_at_the_learned_first_action(toy):
+    """With a near-zero search std the plan is where the search starts: the proposal's action
+    (projected: rotation held) instead of the zero mean; the proposal sees the current
+    latent, the active sub-goal's latent and the state; a non-finite or misshapen proposal is refused before anything is executed."""
+    tight = CEMConfig(samples=4, iterations=1, top_k=2, horizon=2, init_std=1e-6, min_std=1e-6)
+    a, b = START.copy(), START.copy()
+    a[:3] += [0.04, 0.0, 0.0]
+    b[:3] += [0.0, 0.0, 0.04]
+    guess = torch.tensor([[0.02, -0.01, 0.03, 0.1, 0.0, 0.0, 0.2]])
+    seen = []
+
+    def propose(z, z_goal, state):
+        seen.append((z.clone(), z_goal.clone(), state.clone()))
+        return guess
+
+    ctrl = MPCController(toy, CEMPlanner(tight), proposal=propose)
+    ctrl.set_goal([IMG, IMG], goal_states=np.stack([a, b]), budgets=[1, 1])
+    first, _ = ctrl.plan_chunk(IMG, START)
+    expected = guess.clone()
+    expected[0, 3:6] = 0.0  # the planner holds the rotation
+    np.testing.assert_allclose(first[0], expected[0].numpy(), atol=1e-4)
+    def enc(state):
+        return toy.encode(torch.as_tensor(IMG[None]), torch.as_tensor(state[None]))
+
+    z, z_goal, state = seen[-1]
+    torch.testing.assert_close(z, enc(START))
+    torch.testing.assert_close(z_goal, enc(a))
+    torch.testing.assert_close(state, torch.as_tensor(START[None]))
+    ctrl.plan_chunk(IMG, START)  # budget spent: sub-goal b is active
+    torch.testing.assert_close(seen[-1][1], enc(b))
+
+    plain = MPCController(toy, CEMPlanner(tight))
+    plain.set_goal(IMG, goal_states=a)
+    np.testing.assert_allclose(plain.plan_chunk(IMG, START)[0][0], 0.0, atol=1e-4)
+
+    for bad in (torch.full((1, 7), float("nan")), torch.zeros(2, 7)):
+        ctrl = MPCController(toy, CEMPlanner(tight), proposal=lambda *_, b=bad: b)
+        ctrl.set_goal(IMG, goal_states=a)
+        with pytest.raises(RuntimeError, match="proposal"):
+            ctrl.act(IMG, START)
+        assert ctrl._queue == []

@@ -635,6 +635,41 @@ def test_wm_eval_runs_the_flat_planner_and_the_policy(demos, model, tmp_path, ca
         ev.make_agent("wm_policy", cfg, model)
 
 
+def test_wm_pcem_plans_from_the_policys_proposal(demos, model, tmp_path):
+    """wm_pcem: a small CEM whose search starts at the policy's action. With a near-zero
+    search std the executed actions are the policy's (after the gripper filters); its
+    fingerprint follows the proposal policy's files and the pcem budget; a policy on the
+    full token grid cannot propose (the planner computes pooled latents only)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    push = np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)
+    _constant_policy(model, push).save(model_dir / "policy")
+    tight = CEMConfig(samples=4, iterations=1, top_k=2, init_std=1e-6, min_std=1e-6)
+    cfg = EvalConfig(tasks=("reach",), methods=("wm_pcem",), episodes=1,
+                     max_steps={"reach": 2}, image_size=32, out_dir=str(tmp_path / "eval"),
+                     model=str(model_dir), pcem=tight)  # fmt: skip
+    agent = ev.make_agent("wm_pcem", cfg, model)
+    env = ev.make_env(cfg, "reach")
+    obs, info = env.reset(seed=0, options={"task_id": 0})
+    agent.reset(env, obs, info)
+    action, _, _ = agent.act(obs, info)
+    env.close()
+    np.testing.assert_allclose(action, push, atol=1e-5)
+    (result,) = ev.evaluate(cfg)
+    assert result.method == "wm_pcem" and result.steps == 2
+
+    before = ev.fingerprint(cfg, "reach", "wm_pcem")
+    assert ev.fingerprint(replace(cfg, pcem=CEMConfig()), "reach", "wm_pcem") != before
+    other = tmp_path / "other_policy"
+    _constant_policy(model, -push).save(other)
+    assert ev.fingerprint(replace(cfg, proposal=str(other)), "reach", "wm_pcem") != before
+    assert ev.fingerprint(replace(cfg, policy=str(other)), "reach", "wm_pcem") != before
+    full = tmp_path / "full_grid"
+    train_policy(_train_cfg(demos, full, steps=5, pooled=False))
+    with pytest.raises(ValueError, match="pooled"):
+        ev.make_agent("wm_pcem", replace(cfg, proposal=str(full)), model)
+
+
 def test_demo_ends_with_a_final_goal_only_pick_and_place_by_the_policy(
     demos, model, tmp_path, capsys
 ):
