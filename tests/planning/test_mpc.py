@@ -298,6 +298,7 @@ def test_proposal_starts_each_search_at_the_learned_first_action(toy):
     expected = guess.clone()
     expected[0, 3:6] = 0.0  # the planner holds the rotation
     np.testing.assert_allclose(first[0], expected[0].numpy(), atol=1e-4)
+
     def enc(state):
         return toy.encode(torch.as_tensor(IMG[None]), torch.as_tensor(state[None]))
 
