@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test test-slow lint format demo eval model model-full clean
+.PHONY: venv test test-slow lint format demo eval eval-speed model model-full clean
 
 venv: $(VENV)/.installed
 
@@ -39,7 +39,13 @@ demo: venv
 eval: venv
 	$(VENV)/bin/wm-eval model=models/shipped out_dir=outputs/eval_shipped workers=2 \
 		episodes=50 episodes_per_method.wm_icem=50 tasks=[reach,reach_with_object,grasp,pick_place] \
-		methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem,wm_flat,wm_policy]
+		methods=[random,oracle_cem,wm_cem,wm_icem,reference_cem,wm_flat,wm_policy,wm_pcem]
+
+# #25's speed ratio: the published loop (reference_cem), wm_cem and wm_pcem on task ids 0-2 of
+# every task, in one run on the same workers (a fresh out_dir: nothing reused), ~20 min.
+eval-speed: venv
+	$(VENV)/bin/wm-eval model=models/shipped out_dir=outputs/eval_speed workers=2 episodes=3 \
+		tasks=[reach,reach_with_object,grasp,pick_place] methods=[reference_cem,wm_cem,wm_pcem]
 
 # Rebuild models/shipped with the CPU recipe (collect -> pretrain -> cache -> train; resumable).
 model: venv

@@ -20,15 +20,22 @@ import torch
 
 from planning.mpc import MPCConfig
 from planning.protocol import final_step_l1_energy
-from worldmodel.models.policy import POLICY_DIR, GoalPolicy
+from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR, PROPOSAL_DIR, GoalPolicy
 
-__all__ = ["POLICY_DIR", "PolicyController", "load_policy", "policy_proposal"]
+__all__ = ["POLICY_DIR", "PolicyController", "load_policy", "policy_proposal", "proposal_folder"]
 
 
 def load_policy(model, folder: str | Path) -> GoalPolicy:
     """The policy in ``folder`` (a model folder's is ``<model>/policy``), checked against the
     model's encoder; CheckpointError naming the file when it is missing or does not fit."""
     return GoalPolicy.load(folder, encoder=model.encoder.identity())
+
+
+def proposal_folder(policy_folder: str | Path) -> Path:
+    """The planner's proposal of a policy folder: its ``proposal/`` when that holds a policy
+    (``wm-train-policy proposal=true``), else the policy itself."""
+    nested = Path(policy_folder) / PROPOSAL_DIR
+    return nested if (nested / POLICY_CONFIG).is_file() else Path(policy_folder)
 
 
 def policy_proposal(policy: GoalPolicy):

@@ -19,7 +19,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 # recipe under 90 minutes (the single-view model shipped before trained 16 000 / 4 000)
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
-DEMOS=${DEMOS:-1200}               # pick-and-place demonstrations (expert + noisy) for the policy
+DEMOS=${DEMOS:-2400}               # pick-and-place demonstrations (expert + noisy) for the policy
 POLICY_STEPS=${POLICY_STEPS:-10000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 # cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
@@ -60,6 +60,10 @@ stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/enc
 # 6. the goal-conditioned policy on the frozen latents (pick-and-place from the final goal image)
 stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
     cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
+# 7. the planner's proposal (wm_pcem): the same, half of its goals 1-16 steps ahead
+stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$POLICY_STEPS" \
+    final_goal_frac=0.5 hindsight_max=16 proposal=true install=true
 
 if [ -n "$EXPORT" ]; then
     mkdir -p "$(dirname "$EXPORT")"

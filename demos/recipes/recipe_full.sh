@@ -27,7 +27,7 @@ DECAY_STEPS=${DECAY_STEPS:-5000}
 ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss (published: 2)
 TRAIN_CKPT=${TRAIN_CKPT:-250}
 VIEWS=${VIEWS:-exterior+wrist}
-DEMOS=${DEMOS:-2000}                  # pick-and-place demonstrations for the goal policy
+DEMOS=${DEMOS:-2400}                  # pick-and-place demonstrations for the goal policy
 POLICY_STEPS=${POLICY_STEPS:-10000}
 EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -60,6 +60,9 @@ stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/enc
     cache_dir="$RUN/demos_features" views="$VIEWS"
 stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
     cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
+stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$POLICY_STEPS" \
+    final_goal_frac=0.5 hindsight_max=16 proposal=true install=true
 
 if [ -n "$EXPORT" ]; then
     rm -rf "$EXPORT.tmp"

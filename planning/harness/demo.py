@@ -1,7 +1,9 @@
 """wm-demo: goal-image planning in simulation, with progress, success, seconds per action, mp4.
 
 With a world-model folder (``--model``, default ``models/shipped``, the CPU model this repo
-ships) the MPC plans with CEM (or iCEM, ``--planner icem``) in that model's latent space from
+ships) the MPC plans in that model's latent space with a small CEM (64 x 4) started at the
+action of the model's proposal policy (``--planner pcem``, wm-eval's wm_pcem; CEM 256 x 6 when
+the model has no policy), or with CEM 256 x 6 / iCEM (``--planner cem`` / ``icem``), from
 the goal images alone (pick_place: the hover / at-object / grasped / carried / placed sub-goal
 images on step budgets). Without one it says so and runs CEM on the *simulator oracle*
 (:class:`planning.harness.oracle.SimOracleDynamics`: the physics as dynamics, the privileged
@@ -44,22 +46,33 @@ from planning.harness.agents import (
 from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
 from planning.planners import make_planner
+from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR
 
 # Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and
 # wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
-WM_BUDGETS = {"cem": (256, 6), "icem": (128, 10)}
+# "pcem": wm_pcem's small CEM, started at the model's proposal policy's action (the default;
+# CEM 256 x 6 when the model has no policy).
+WM_BUDGETS = {"pcem": (64, 4), "cem": (256, 6), "icem": (128, 10)}
 ORACLE_BUDGET = (48, 3)
 DEMO_PLANNERS = tuple(WM_BUDGETS)
 
 
 def make_demo_agent(
-    model_dir: Path, samples: int | None, iterations: int | None, planner: str = "cem"
+    model_dir: Path, samples: int | None, iterations: int | None, planner: str = "pcem"
 ) -> Agent:
-    """MPC with ``planner`` ("cem" or "icem") on the world model in ``model_dir`` if it exists,
-    else CEM on the simulator oracle."""
+    """MPC with ``planner`` ("pcem", "cem" or "icem") on the world model in ``model_dir`` if it
+    exists, else CEM on the simulator oracle."""
     if planner not in DEMO_PLANNERS:
         raise ValueError(f"wm-demo: planner must be one of {DEMO_PLANNERS}, got {planner!r}")
     is_model = model_dir.is_dir()
+    proposal = None
+    if is_model and planner == "pcem":
+        from planning.policy import proposal_folder
+
+        proposal = proposal_folder(model_dir / POLICY_DIR)
+        if not (proposal / POLICY_CONFIG).is_file():
+            print(f"wm-demo: {model_dir} has no policy/ to propose actions; planning with CEM")
+            planner, proposal = "cem", None
     if not is_model:
         print(
             f"wm-demo: no world model at {model_dir}; planning with the "
@@ -71,12 +84,13 @@ def make_demo_agent(
 
         wm = WorldModel.load(model_dir)
     default_s, default_i = WM_BUDGETS[planner] if is_model else ORACLE_BUDGET
-    name = planner if is_model else "cem"
+    name = "icem" if is_model and planner == "icem" else "cem"
+    top_k = 8 if proposal is not None else 16  # wm-eval's pcem / cem / icem configs
     cfg = replace(
         make_planner(name).cfg,
         samples=samples or default_s,
         iterations=iterations or default_i,
-        top_k=min(16, samples or default_s),
+        top_k=min(top_k, samples or default_s),
         horizon=1,
         action_cost=GRIPPER_EFFORT if is_model else None,
     )
@@ -85,7 +99,11 @@ def make_demo_agent(
     if wm is None:
         return OracleAgent(chosen)
     mpc = MPCConfig(**GRIPPER_EXECUTION)
-    return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS)
+    if proposal is not None:
+        from planning.policy import load_policy, policy_proposal
+
+        proposal = policy_proposal(load_policy(wm, proposal))
+    return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS, proposal)
 
 
 def _run_task(env, agent, task: str, episodes: int, out: Path, label: str = ""):
@@ -136,7 +154,7 @@ def run_final_goal(
 
 def run_demo(
     model: Path, tasks: list[str], episodes: int, samples: int | None, iterations: int | None,
-    out: Path, image_size: int = 64, planner: str = "cem", final_goal_episodes: int = 0,
+    out: Path, image_size: int = 64, planner: str = "pcem", final_goal_episodes: int = 0,
 ) -> dict[str, tuple[int, list[float]]]:  # fmt: skip
     """Run the demo; returns task -> (successes, seconds of every planned action), with
     ``pick_place_final_goal_only`` when ``final_goal_episodes`` ran (:func:`run_final_goal`)."""
@@ -172,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument(
-        "--planner", choices=DEMO_PLANNERS, default="cem",
-        help="world-model planner: cem (256 x 6) or icem (128 x 10), as wm-eval's wm_cem / wm_icem",
+        "--planner", choices=DEMO_PLANNERS, default="pcem",
+        help="world-model planner: pcem (64 x 4 from the model's proposal policy), cem (256 x 6) "
+        "or icem (128 x 10), as wm-eval's wm_pcem / wm_cem / wm_icem",
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=None, help="samples per iteration")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per action")

@@ -119,7 +119,7 @@ class EvalConfig:
     max_steps: Mapping[str, int | None] = field(default_factory=lambda: dict.fromkeys(envs.TASKS))
     model: str | None = None
     policy: str | None = None  # wm_policy's policy folder; None: <model>/policy
-    proposal: str | None = None  # wm_pcem's proposal policy folder; None: as wm_policy's
+    proposal: str | None = None  # wm_pcem's proposal; None: <policy>/proposal, else the policy
     # the tasks wm_flat and wm_policy run on (None: every task); pick-and-place is the one
     # whose final goal alone defeats the flat planner
     final_goal_tasks: tuple[str, ...] | None = ("pick_place",)
@@ -329,8 +329,11 @@ def policy_folder(cfg: EvalConfig) -> Path:
 
 
 def proposal_folder(cfg: EvalConfig) -> Path:
-    """wm_pcem's proposal policy: ``cfg.proposal``, else wm_policy's."""
-    return Path(cfg.proposal) if cfg.proposal else policy_folder(cfg)
+    """wm_pcem's proposal policy: ``cfg.proposal``, else ``<policy folder>/proposal`` when it
+    holds one, else wm_policy's policy itself."""
+    from planning.policy import proposal_folder as default_proposal
+
+    return Path(cfg.proposal) if cfg.proposal else default_proposal(policy_folder(cfg))
 
 
 def make_agent(method: str, cfg: EvalConfig, dynamics) -> Agent:

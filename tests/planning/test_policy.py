@@ -670,6 +670,41 @@ def test_wm_pcem_plans_from_the_policys_proposal(demos, model, tmp_path):
         ev.make_agent("wm_pcem", replace(cfg, proposal=str(full)), model)
 
 
+def test_proposal_installs_beside_the_policy_and_wm_pcem_finds_it(demos, tmp_path):
+    """proposal=true install=true puts the policy into <model>/policy/proposal/; wm_pcem takes
+    it from there, falls back to <model>/policy without one, and EvalConfig.proposal wins."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    cfg = EvalConfig(tasks=("reach",), methods=("wm_pcem",), model=str(model_dir), out_dir="x")
+    assert ev.proposal_folder(cfg) == model_dir / "policy"
+    train_policy(_train_cfg(demos, tmp_path / "run", model=str(model_dir), steps=5,
+                            install=True, proposal=True))  # fmt: skip
+    nested = model_dir / "policy" / "proposal"
+    assert (nested / POLICY_WEIGHTS).is_file() and not (
+        model_dir / "policy" / POLICY_WEIGHTS
+    ).exists()
+    assert ev.proposal_folder(cfg) == nested
+    assert ev.proposal_folder(replace(cfg, proposal=str(tmp_path / "run"))) == tmp_path / "run"
+
+
+def test_demo_plans_with_the_proposal_and_falls_back_to_cem_without_a_policy(
+    demos, model, tmp_path, capsys
+):
+    """wm-demo's default planner: 64 x 4 (top-8) from the model's proposal; a model without a
+    policy/ gets a note and CEM 256 x 6 with no proposal."""
+    from planning.harness.demo import make_demo_agent
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    agent = make_demo_agent(model_dir, None, None)
+    assert agent.mpc.proposal is None and agent.mpc.planner.cfg.samples == 256
+    assert "has no policy/" in capsys.readouterr().out
+    _constant_policy(model, np.zeros(7, np.float32)).save(model_dir / "policy")
+    agent = make_demo_agent(model_dir, None, None)
+    cfg = agent.mpc.planner.cfg
+    assert agent.mpc.proposal is not None and (cfg.samples, cfg.iterations, cfg.top_k) == (64, 4, 8)
+
+
 def test_demo_ends_with_a_final_goal_only_pick_and_place_by_the_policy(
     demos, model, tmp_path, capsys
 ):

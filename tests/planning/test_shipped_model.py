@@ -115,3 +115,9 @@ def test_demo_planner_choice_builds_the_eval_budgets():
         assert {k: getattr(agent.mpc.cfg, k) for k in GRIPPER_EXECUTION} == GRIPPER_EXECUTION
     with pytest.raises(ValueError, match="planner must be one of"):
         make_demo_agent(SHIPPED, None, None, "mppi")
+    # the default: wm_pcem's budget, started at the shipped proposal policy's action
+    agent = make_demo_agent(SHIPPED, None, None)
+    pcem = evalcfg.pcem
+    assert type(agent.mpc.planner) is CEMPlanner and agent.mpc.proposal is not None
+    assert (agent.mpc.planner.cfg.samples, agent.mpc.planner.cfg.iterations,
+            agent.mpc.planner.cfg.top_k) == (pcem.samples, pcem.iterations, pcem.top_k)  # fmt: skip

@@ -35,6 +35,7 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"]
     assert (run / "predictor" / "world_model" / "policy" / "policy.safetensors").is_file()
+    assert (run / "predictor" / "world_model" / "policy" / "proposal" / "policy.json").is_file()
     out = _bash(
         "experiments/motion_weight_study.sh",
         {"RUN": str(run), "OUT": str(study), "WEIGHTS": "0 5", "STEPS": "4",
@@ -61,6 +62,16 @@ def test_full_recipe_at_toy_sizes_resumes_and_records_stage_times(tmp_path):
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"] and meta["predictor"]["width"] == 256
     stages = [line.split()[0] for line in (run / "stage_times.txt").read_text().splitlines()]
-    assert stages == ["collect", "pretrain", "cache", "train", "demos", "demos-cache", "policy"]
+    assert stages == [
+        "collect",
+        "pretrain",
+        "cache",
+        "train",
+        "demos",
+        "demos-cache",
+        "policy",
+        "proposal",
+    ]
     assert (run / "predictor" / "world_model" / "policy" / "policy.json").is_file()
+    assert (run / "predictor" / "world_model" / "policy" / "proposal" / "policy.json").is_file()
     assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)  # a rerun: no-op

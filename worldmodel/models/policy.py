@@ -29,6 +29,9 @@ from torch import Tensor, nn
 from worldmodel.errors import CheckpointError
 
 POLICY_DIR = "policy"  # a world model folder's policy (wm-train-policy install=true)
+# inside POLICY_DIR: the planner's proposal, trained with nearer (hindsight) goals beside final
+# ones (wm-train-policy proposal=true install=true); wm_pcem falls back to the policy itself
+PROPOSAL_DIR = "proposal"
 POLICY_CONFIG = "policy.json"
 POLICY_WEIGHTS = "policy.safetensors"
 

@@ -14,7 +14,8 @@ from them (DAgger).
 writes ``policy.json`` + ``policy.safetensors`` into ``out_dir`` beside ``log.csv`` and the
 training checkpoint (written every ``ckpt_every`` steps; a rerun resumes from it), and with
 ``install=true`` copies the two files into ``<model>/policy/``, where wm-eval and wm-demo look
-for a model's policy. ``modes``: keep only episodes whose recorded ``expert_mode`` is
+for a model's policy (with ``proposal=true`` into ``<model>/policy/proposal/``, where wm-eval's
+``wm_pcem`` looks for the planner's proposal, typically trained with ``final_goal_frac=0.5``). ``modes``: keep only episodes whose recorded ``expert_mode`` is
 listed (wm-collect records it; imported data has none, then every episode is kept).
 """
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.errors import DatasetError
 from worldmodel.models.latents import layer_norm
-from worldmodel.models.policy import POLICY_DIR, GoalPolicy, PolicyConfig
+from worldmodel.models.policy import POLICY_DIR, PROPOSAL_DIR, GoalPolicy, PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class PolicyTrainConfig:
     cache_dir: str = ""  # wm-cache of data_root with the model's encoder and views
     out_dir: str = "runs/policy"  # checkpoint, log and the trained policy
     install: bool = False  # also copy the policy into <model>/policy/
+    proposal: bool = False  # it is the planner's proposal: install into <model>/policy/proposal/
     modes: tuple[str, ...] = ()  # e.g. [expert, noisy]; () keeps every episode
     successful_only: bool = True  # final goals only from episodes that end in success
     final_goal_frac: float = 1.0  # share of samples whose goal is the episode's last frame
@@ -281,8 +283,10 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     policy.eval()
     policy.save(out)
     if cfg.install:
-        policy.save(Path(cfg.model) / POLICY_DIR)
-        print(f"wm-train-policy: installed the policy in {Path(cfg.model) / POLICY_DIR}")
+        target = Path(cfg.model) / POLICY_DIR
+        target = target / PROPOSAL_DIR if cfg.proposal else target
+        policy.save(target)
+        print(f"wm-train-policy: installed the policy in {target}")
     return report
 
 
