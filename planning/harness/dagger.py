@@ -130,13 +130,14 @@ def _meta(cfg: DaggerConfig) -> dict:
         raise FileNotFoundError(f"wm-dagger: no policy at {weights} (policy=<folder>)")
     return {
         "encoder": model.encoder.identity(), "task": cfg.task, "beta": cfg.beta,
-        "seed": cfg.seed, "image_size": cfg.image_size,
+        "seed": cfg.seed, "image_size": cfg.image_size, "max_steps": cfg.max_steps,
         "policy_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }  # fmt: skip
 
 
 def collect_corrections(cfg: DaggerConfig) -> dict:
-    """Roll out the missing ``0 .. episodes-1``; returns the counts of this folder."""
+    """Roll out the missing ``0 .. episodes-1``; returns this run's counts (a rollout whose
+    instance starts solved has no step to label and writes no file)."""
     open_corrections(cfg.out_dir, _meta(cfg))
     _WORKER.clear()  # built for this cfg when run in this process
     todo = [k for k in range(cfg.episodes) if not episode_path(cfg.out_dir, k).exists()]
