@@ -20,7 +20,8 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
 DEMOS=${DEMOS:-2400}               # pick-and-place demonstrations (expert + noisy) for the policy
-POLICY_STEPS=${POLICY_STEPS:-10000}
+POLICY_STEPS=${POLICY_STEPS:-20000}
+PROPOSAL_STEPS=${PROPOSAL_STEPS:-10000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 # cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
 # the wrist camera, where a grasp fills the image instead of a few pixels
@@ -62,7 +63,7 @@ stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/
     cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
 # 7. the planner's proposal (wm_pcem): the same, half of its goals 1-16 steps ahead
 stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
-    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$POLICY_STEPS" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$PROPOSAL_STEPS" \
     final_goal_frac=0.5 hindsight_max=16 proposal=true install=true
 
 if [ -n "$EXPORT" ]; then

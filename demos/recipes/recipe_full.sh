@@ -28,7 +28,8 @@ ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss
 TRAIN_CKPT=${TRAIN_CKPT:-250}
 VIEWS=${VIEWS:-exterior+wrist}
 DEMOS=${DEMOS:-2400}                  # pick-and-place demonstrations for the goal policy
-POLICY_STEPS=${POLICY_STEPS:-10000}
+POLICY_STEPS=${POLICY_STEPS:-20000}
+PROPOSAL_STEPS=${PROPOSAL_STEPS:-10000}
 EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$RUN"
@@ -61,7 +62,7 @@ stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/enc
 stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
     cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
 stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
-    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$POLICY_STEPS" \
+    cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$PROPOSAL_STEPS" \
     final_goal_frac=0.5 hindsight_max=16 proposal=true install=true
 
 if [ -n "$EXPORT" ]; then

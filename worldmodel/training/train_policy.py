@@ -52,7 +52,7 @@ class PolicyTrainConfig:
     hindsight_max: int = 16  # other samples: a frame 1..hindsight_max steps later
     corrections: tuple[str, ...] = ()  # wm-dagger out_dirs
     corrections_frac: float = 0.5  # share of each batch from them (when given)
-    steps: int = 10000
+    steps: int = 20000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-2
