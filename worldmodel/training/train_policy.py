@@ -15,7 +15,8 @@ writes ``policy.json`` + ``policy.safetensors`` into ``out_dir`` beside ``log.cs
 training checkpoint (written every ``ckpt_every`` steps; a rerun resumes from it), and with
 ``install=true`` copies the two files into ``<model>/policy/``, where wm-eval and wm-demo look
 for a model's policy (with ``proposal=true`` into ``<model>/policy/proposal/``, where wm-eval's
-``wm_pcem`` looks for the planner's proposal, typically trained with ``final_goal_frac=0.5``). ``modes``: keep only episodes whose recorded ``expert_mode`` is
+``wm_pcem`` looks for the planner's proposal, typically trained with ``final_goal_frac=0.5``).
+``modes``: keep only episodes whose recorded ``expert_mode`` is
 listed (wm-collect records it; imported data has none, then every episode is kept).
 """
 
