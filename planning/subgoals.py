@@ -51,13 +51,11 @@ class TrajectoryLibrary:
     def from_features(cls, model, features: Sequence[np.ndarray]) -> TrajectoryLibrary:
         """From frozen features (T, h*w, D) per episode (e.g. a wm-cache feature cache), pooled
         and layer-normed by ``model`` (a WorldModel) exactly as its encode() does."""
-        from worldmodel.models.latents import layer_norm
-
         out = []
         with torch.no_grad():
             for f in features:
                 z = torch.as_tensor(np.asarray(f, np.float32), device=model.device)
-                out.append(layer_norm(model.predictor.pool(z)).cpu())
+                out.append(model.latents(z).cpu())
         return cls(out)
 
     @classmethod

@@ -157,7 +157,11 @@ class WorldModel:
             raise ValueError("states hold NaN or inf")
         images = self._fit(images)
         feats = torch.as_tensor(self.encoder.encode_frames(images)).float()  # (B, h*w, D)
-        feats = feats.to(self.device)
+        return self.latents(feats.to(self.device), pooled)
+
+    def latents(self, feats: Tensor, pooled: bool = True) -> Tensor:
+        """(..., h*w, D) frozen encoder features (e.g. a wm-cache's) -> the latents
+        :meth:`encode` returns: pooled by the predictor (``pooled``) and layer-normed."""
         return layer_norm(self.predictor.pool(feats) if pooled else feats)
 
     def _fit(self, images):

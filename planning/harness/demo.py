@@ -35,6 +35,7 @@ from planning.harness.agents import (
     ENERGY_VIEWS,
     GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
+    PCEM,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -52,7 +53,7 @@ from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR
 # wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
 # "pcem": wm_pcem's small CEM, started at the model's proposal policy's action (the default;
 # CEM 256 x 6 when the model has no policy).
-WM_BUDGETS = {"pcem": (64, 4), "cem": (256, 6), "icem": (128, 10)}
+WM_BUDGETS = {"pcem": (PCEM.samples, PCEM.iterations), "cem": (256, 6), "icem": (128, 10)}
 ORACLE_BUDGET = (48, 3)
 DEMO_PLANNERS = tuple(WM_BUDGETS)
 
@@ -65,14 +66,14 @@ def make_demo_agent(
     if planner not in DEMO_PLANNERS:
         raise ValueError(f"wm-demo: planner must be one of {DEMO_PLANNERS}, got {planner!r}")
     is_model = model_dir.is_dir()
-    proposal = None
+    proposal_dir = None
     if is_model and planner == "pcem":
         from planning.policy import proposal_folder
 
-        proposal = proposal_folder(model_dir / POLICY_DIR)
-        if not (proposal / POLICY_CONFIG).is_file():
+        proposal_dir = proposal_folder(model_dir / POLICY_DIR)
+        if not (proposal_dir / POLICY_CONFIG).is_file():
             print(f"wm-demo: {model_dir} has no policy/ to propose actions; planning with CEM")
-            planner, proposal = "cem", None
+            planner, proposal_dir = "cem", None
     if not is_model:
         print(
             f"wm-demo: no world model at {model_dir}; planning with the "
@@ -85,7 +86,7 @@ def make_demo_agent(
         wm = WorldModel.load(model_dir)
     default_s, default_i = WM_BUDGETS[planner] if is_model else ORACLE_BUDGET
     name = "icem" if is_model and planner == "icem" else "cem"
-    top_k = 8 if proposal is not None else 16  # wm-eval's pcem / cem / icem configs
+    top_k = PCEM.top_k if proposal_dir is not None else 16  # wm-eval's pcem / cem / icem
     cfg = replace(
         make_planner(name).cfg,
         samples=samples or default_s,
@@ -99,10 +100,11 @@ def make_demo_agent(
     if wm is None:
         return OracleAgent(chosen)
     mpc = MPCConfig(**GRIPPER_EXECUTION)
-    if proposal is not None:
+    proposal = None
+    if proposal_dir is not None:
         from planning.policy import load_policy, policy_proposal
 
-        proposal = policy_proposal(load_policy(wm, proposal))
+        proposal = policy_proposal(load_policy(wm, proposal_dir))
     return PlannerAgent(wm, chosen, mpc, SUBGOAL_BUDGETS, ENERGY_VIEWS, proposal)
 
 

@@ -43,6 +43,7 @@ from planning.harness.agents import (
     ENERGY_VIEWS,
     GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
+    PCEM,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -79,8 +80,6 @@ METHODS = {
 }  # fmt: skip
 # the methods that plan through PlannerAgent: they use energy_views and MPCConfig's filters
 PLANNER_AGENT_METHODS = ("wm_cem", "wm_icem", "wm_flat", "wm_pcem")
-# a small CEM whose search starts at the policy's action for the active (sub-)goal (wm_pcem)
-PCEM = CEMConfig(samples=64, iterations=4, top_k=8, action_cost=GRIPPER_EFFORT)
 # the methods that see the final goal image alone (no sub-goal images): the flat planner (the
 # cem config) and the model's learned policy (wm-train-policy, ``EvalConfig.policy``)
 FINAL_GOAL_METHODS = ("wm_flat", "wm_policy")

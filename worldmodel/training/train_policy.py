@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.errors import DatasetError
-from worldmodel.models.latents import layer_norm
 from worldmodel.models.policy import POLICY_DIR, PROPOSAL_DIR, GoalPolicy, PolicyConfig
 
 
@@ -113,7 +112,7 @@ class Demonstrations:
                 continue
             with torch.no_grad():
                 f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
-                self.latents.append(layer_norm(model.predictor.pool(f) if cfg.pooled else f).half())
+                self.latents.append(model.latents(f, cfg.pooled).half())
             self.states.append(torch.from_numpy(steps.state.astype(np.float32)))
             self.actions.append(torch.from_numpy(steps.action.astype(np.float32)))
             self.valid.append(np.flatnonzero(steps.action_valid))
