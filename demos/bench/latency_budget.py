@@ -20,7 +20,7 @@ import torch
 
 import envs
 from planning.cpu_memory import keep_freed_memory
-from planning.harness.agents import GRIPPER_EFFORT
+from planning.planners import GRIPPER_EFFORT
 from planning.mpc import MPCController
 from planning.planners import CEMConfig, make_planner
 from planning.server.serve import ServeConfig, ServerThread, build_planner

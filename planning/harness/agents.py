@@ -26,7 +26,7 @@ from planning.harness.results import EpisodeResult
 from planning.harness.video import write_episode_video
 from planning.mpc import MPCConfig, MPCController
 from planning.planners import fit_to_model
-from planning.planners.cem import CEMConfig, shift_plan
+from planning.planners.cem import shift_plan
 from planning.planners.reference import reference_cem, reference_cem_config
 from planning.protocol import LatentDynamics, token_weighted_l1_energy
 from worldmodel.models.views import parse_views
@@ -49,13 +49,6 @@ Budgets = Sequence[int] | Mapping[str, Sequence[int]] | None
 # for the default schedule (EnvConfig.approach_subgoals): grasp = hover, at object, closed on
 # it, lifted; pick_place = hover, at object, grasped, carried, placed.
 SUBGOAL_BUDGETS = {"grasp": (8, 6, 6, 20), "pick_place": (8, 6, 8, 14, 24)}
-# Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost): keep the
-# gripper unless the goal pays for moving it. A tie-breaker, small against the energy a real
-# grasp gains (docs/experiments/ has the measurements behind the value).
-GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
-# wm_pcem's planner (wm-eval's EvalConfig.pcem, wm-demo's default): a small CEM whose search
-# starts at the proposal policy's action for the active (sub-)goal
-PCEM = CEMConfig(samples=64, iterations=4, top_k=8, action_cost=GRIPPER_EFFORT)
 # How world-model planning executes the gripper (MPCConfig.gripper_close_at /
 # hold_arm_on_gripper): a planned closing of >= 0.3 closes it all the way (CEM's mean over
 # elites that close and elites that wait would close it part-way, and the grasp slips), and the

@@ -33,9 +33,7 @@ from envs.contract import episode_steps, is_project_env, make_env, require_env, 
 from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
     ENERGY_VIEWS,
-    GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
-    PCEM,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -46,7 +44,7 @@ from planning.harness.agents import (
 )
 from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
-from planning.planners import make_planner
+from planning.planners import GRIPPER_EFFORT, PCEM, make_planner
 from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR
 
 # Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and

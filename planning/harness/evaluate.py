@@ -41,9 +41,7 @@ from envs.contract import make_env as make_contract_env
 from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
     ENERGY_VIEWS,
-    GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
-    PCEM,
     SUBGOAL_BUDGETS,
     Agent,
     OracleAgent,
@@ -64,7 +62,7 @@ from planning.harness.results import (
 )
 from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
-from planning.planners import CEMConfig, ICEMConfig, make_planner
+from planning.planners import GRIPPER_EFFORT, PCEM, CEMConfig, ICEMConfig, make_planner
 from planning.planners.reference import reference_cem_config
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.models.policy import POLICY_DIR

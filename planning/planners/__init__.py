@@ -21,6 +21,14 @@ PLANNERS: dict[str, tuple[Any, type]] = {
     "reference": (reference_cem_config, ReferenceCEMPlanner),
 }
 
+# Effort weight on the gripper delta for world-model planning (CEMConfig.action_cost): keep the
+# gripper unless the goal pays for moving it. A tie-breaker, small against the energy a real
+# grasp gains (docs/experiments/ has the measurements behind the value).
+GRIPPER_EFFORT = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01)
+# "pcem" (wm-eval's wm_pcem, wm-demo's default, wm-serve planner=pcem): a small CEM whose search
+# starts at a learned proposal's action for the active (sub-)goal (MPCController's proposal)
+PCEM = CEMConfig(samples=64, iterations=4, top_k=8, action_cost=GRIPPER_EFFORT)
+
 
 def fit_to_model(cfg: CEMConfig, dynamics: Any) -> CEMConfig:
     """``cfg`` for the model ``dynamics``: a world model records the per-dim action bounds of
@@ -57,6 +65,6 @@ def make_planner(
 
 
 __all__ = [
-    "PLANNERS", "CEMConfig", "CEMPlanner", "ICEMConfig", "ICEMPlanner", "ReferenceCEMPlanner",
+    "GRIPPER_EFFORT", "PCEM", "PLANNERS", "CEMConfig", "CEMPlanner", "ICEMConfig", "ICEMPlanner", "ReferenceCEMPlanner",
     "fit_to_model", "make_planner", "reference_cem", "reference_cem_config",
 ]  # fmt: skip

@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -62,8 +63,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from planning.cpu_memory import keep_freed_memory
-from planning.mpc import MPCConfig, MPCController
-from planning.planners import PLANNERS, CEMConfig, ICEMConfig, make_planner
+from planning.mpc import MPCConfig, MPCController, Proposal
+from planning.planners import PCEM, PLANNERS, CEMConfig, ICEMConfig, make_planner
+from planning.policy import load_policy, policy_proposal, proposal_folder
 from planning.protocol import LatentDynamics, Planner
 from planning.server.checks import ChunkSafety, ObservationClock, ServeSafety, check_clock_limits
 from planning.server.keys import ObsKeyMap, ObsKeys, resolve_obs_keys
@@ -72,15 +74,22 @@ from planning.toy import ToyDynamics
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.data.actions import ACTION_HIGH, ACTION_LOW
 from worldmodel.models.layout import Layout
+from worldmodel.models.policy import POLICY_DIR
 from worldmodel.models.views import parse_views
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# "pcem": CEM 64 x 4 started at the model's proposal policy (wm-eval's wm_pcem, wm-demo's default)
+SERVE_PLANNERS = (*PLANNERS, "pcem")
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """wm-serve settings. ``model``: "toy" or a WorldModel folder; ``planner``: cem|icem|reference.
+    """wm-serve settings. ``model``: "toy" or a WorldModel folder; ``planner``:
+    cem|icem|reference|pcem. ``pcem`` is a small CEM (``pcem``, 64 x 4) whose search starts at
+    a learned proposal's action (wm-eval's wm_pcem): the policy in ``proposal``, else the model
+    folder's (``<model>/policy/proposal``, else ``<model>/policy``); refused at start when
+    there is none. ``proposal`` given with another planner starts that planner's search there.
 
     ``api_key`` (or the env var named by ``api_key_env``) is required to bind a non-loopback host.
     Limits on one request (see the module docstring): ``max_message_bytes``, ``max_image_side``,
@@ -104,6 +113,8 @@ class ServeConfig:
     planner: str = "icem"
     cem: CEMConfig = field(default_factory=CEMConfig)
     icem: ICEMConfig = field(default_factory=ICEMConfig)
+    pcem: CEMConfig = field(default_factory=lambda: PCEM)
+    proposal: str = ""  # a wm-train-policy folder: each plan's search starts at its action
     mpc: MPCConfig = field(default_factory=MPCConfig)
     max_message_bytes: int = 8 * 1024 * 1024
     max_image_side: int = 1024
@@ -118,9 +129,9 @@ class ServeConfig:
     dry_run: bool = False
 
     def __post_init__(self) -> None:
-        if self.planner not in PLANNERS:
+        if self.planner not in SERVE_PLANNERS:
             raise ValueError(
-                f"ServeConfig.planner must be one of {sorted(PLANNERS)}, got {self.planner}"
+                f"ServeConfig.planner must be one of {sorted(SERVE_PLANNERS)}, got {self.planner}"
             )
         if not 0 <= self.port < 65536:
             raise ValueError(f"ServeConfig.port out of range: {self.port}")
@@ -150,8 +161,39 @@ Factory = Callable[[ServeConfig], tuple[LatentDynamics, Any]]
 
 def build_planner(cfg: ServeConfig, dynamics: LatentDynamics | None = None) -> Planner:
     """The configured planner, with the action bounds ``dynamics`` (a world model) records."""
-    chosen = {"cem": cfg.cem, "icem": cfg.icem}.get(cfg.planner)
-    return make_planner(cfg.planner, chosen, dynamics)
+    chosen = {"cem": cfg.cem, "icem": cfg.icem, "pcem": cfg.pcem}.get(cfg.planner)
+    return make_planner("cem" if cfg.planner == "pcem" else cfg.planner, chosen, dynamics)
+
+
+def proposal_source(cfg: ServeConfig) -> Path | None:
+    """The policy folder each plan's search starts from: ``cfg.proposal``, or for
+    ``planner=pcem`` the model folder's proposal (None: plans start from the warm start)."""
+    if cfg.proposal:
+        return Path(cfg.proposal)
+    if cfg.planner != "pcem":
+        return None
+    if cfg.model == "toy":
+        raise ValueError(
+            "ServeConfig.planner=pcem needs a world model folder with a proposal policy "
+            "(wm-train-policy proposal=true install=true) or proposal=<policy folder>; "
+            "model=toy has none: use planner=cem or icem"
+        )
+    return proposal_folder(Path(cfg.model) / POLICY_DIR)
+
+
+def build_proposal(cfg: ServeConfig, dynamics: LatentDynamics) -> Proposal | None:
+    """MPCController's ``proposal`` from :func:`proposal_source`: the policy is checked against
+    the model's encoder (CheckpointError, a ValueError, naming the file that is missing or does
+    not fit)."""
+    folder = proposal_source(cfg)
+    if folder is None:
+        return None
+    if not hasattr(dynamics, "encoder"):
+        raise ValueError(
+            f"ServeConfig.proposal: {folder} is a policy on a world model's latents; the "
+            f"served dynamics ({type(dynamics).__name__}) are not a world model"
+        )
+    return policy_proposal(load_policy(dynamics, folder))
 
 
 def default_factory(cfg: ServeConfig) -> tuple[LatentDynamics, Any]:
@@ -273,11 +315,16 @@ class Session:
     """One connection's planner state: its controller and its stored goals."""
 
     def __init__(
-        self, cfg: ServeConfig, dynamics: LatentDynamics, planner: Planner, conv: Conventions
+        self,
+        cfg: ServeConfig,
+        dynamics: LatentDynamics,
+        planner: Planner,
+        conv: Conventions,
+        proposal: Proposal | None = None,
     ) -> None:
         self.cfg, self.conv = cfg, conv
         self.dynamics = GoalMemo(dynamics)
-        self.controller = MPCController(self.dynamics, planner, cfg=cfg.mpc)
+        self.controller = MPCController(self.dynamics, planner, cfg=cfg.mpc, proposal=proposal)
         self.low, self.high = action_box(planner)
         self.safety = ChunkSafety(cfg.safety, conv.layout)
         self.clock = ObservationClock(cfg.max_obs_age_s, cfg.max_obs_ahead_s)
@@ -442,6 +489,7 @@ class PolicyServer:
                 f"ServeConfig.host={cfg.host!r} is not loopback: set api_key or ${cfg.api_key_env}"
             )
         self.dynamics, self.planner = factory(cfg)
+        self.proposal = build_proposal(cfg, self.dynamics)
         self.conv = conventions(cfg, self.dynamics, self.planner)
         self.turns = ModelTurns()
         self._server = None
@@ -455,6 +503,7 @@ class PolicyServer:
             "server": "wm-serve", "protocol": "openpi-websocket-msgpack",
             "action_dim": int(self.dynamics.action_dim), "action_chunk": cfg.mpc.action_chunk,
             "horizon": self.planner.cfg.horizon, "planner": cfg.planner, "model": cfg.model,
+            "proposal": None if self.proposal is None else str(proposal_source(cfg)),
             "state_dim": layout.state_dim, "state_names": list(layout.state_names),
             "action_names": list(layout.action_names), "action_kind": layout.action_kind,
             "action_low": low.tolist(), "action_high": high.tolist(), "fps": layout.fps,
@@ -495,7 +544,7 @@ class PolicyServer:
             await self._server.wait_closed()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = Session(self.cfg, self.dynamics, self.planner, self.conv)
+        session = Session(self.cfg, self.dynamics, self.planner, self.conv, self.proposal)
         try:
             await ws.send(packb(self.metadata))
             async for message in ws:

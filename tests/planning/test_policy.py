@@ -858,3 +858,46 @@ def test_train_policy_learns_from_corrections_and_checks_their_encoder(demos, mo
                              out_dir=str(tmp_path / "run2")))  # fmt: skip
     with pytest.raises(DatasetError, match=r"corrections\.json: not found"):
         train_policy(replace(cfg, corrections=(str(tmp_path),), out_dir=str(tmp_path / "run3")))
+
+
+# ------------------------------------------------------------------ wm-serve planner=pcem
+
+
+def test_serve_pcem_starts_every_plan_at_the_models_proposal(demos, model, tmp_path):
+    """wm-serve planner=pcem: the model folder's proposal starts each plan (with a near-zero
+    search std the reply is the policy's action), the metadata names the folder; proposal=
+    gives another policy to any planner; refused at start with no policy or on the toy."""
+    from planning.server.serve import PolicyServer, ServeConfig, Session
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    push = np.array([0.01, 0, 0, 0, 0, 0, 0], np.float32)
+    tight = CEMConfig(samples=4, iterations=1, top_k=2, init_std=1e-6, min_std=1e-6)
+    state = np.array([0.5, 0.5, 0.2, 0.0, 0.0, 0.0, 0.2], np.float32)
+
+    def first_action(server: PolicyServer) -> np.ndarray:
+        session = Session(server.cfg, server.dynamics, server.planner, server.conv,
+                          server.proposal)  # fmt: skip
+        session.controller.set_goal(FRAME, state[None])
+        return session.controller.act(FRAME, state)[0]
+
+    cfg = ServeConfig(model=str(model_dir), planner="pcem", pcem=tight)
+    with pytest.raises(CheckpointError, match=r"policy\.json not found"):
+        PolicyServer(cfg)
+    _constant_policy(model, push).save(model_dir / "policy")
+    server = PolicyServer(cfg)
+    assert server.metadata["planner"] == "pcem"
+    assert server.metadata["proposal"] == str(model_dir / "policy")
+    assert server.planner.cfg.samples == 4
+    np.testing.assert_allclose(first_action(server), push, atol=1e-5)
+
+    other = tmp_path / "other"
+    _constant_policy(model, -push).save(other)
+    server = PolicyServer(replace(cfg, planner="cem", cem=tight, proposal=str(other)))
+    assert server.metadata["proposal"] == str(other)
+    np.testing.assert_allclose(first_action(server), -push, atol=1e-5)
+    assert PolicyServer(replace(cfg, planner="cem")).metadata["proposal"] is None
+    with pytest.raises(ValueError, match="model=toy has none"):
+        PolicyServer(ServeConfig(planner="pcem"))
+    with pytest.raises(ValueError, match="planner must be one of"):
+        ServeConfig(planner="pcme")
