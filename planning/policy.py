@@ -20,25 +20,33 @@ import torch
 
 from planning.mpc import MPCConfig
 from planning.protocol import final_step_l1_energy
-from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR, PROPOSAL_DIR, GoalPolicy
+from worldmodel.models.policy import (
+    POLICY_DIR,
+    PROPOSAL_DIR,
+    GoalPolicy,
+    PolicyEnsemble,
+    is_policy_folder,
+    load_goal_policy,
+)
 
 __all__ = ["POLICY_DIR", "PolicyController", "load_policy", "policy_proposal", "proposal_folder"]
 
 
-def load_policy(model, folder: str | Path) -> GoalPolicy:
-    """The policy in ``folder`` (a model folder's is ``<model>/policy``), checked against the
-    model's encoder; CheckpointError naming the file when it is missing or does not fit."""
-    return GoalPolicy.load(folder, encoder=model.encoder.identity())
+def load_policy(model, folder: str | Path) -> GoalPolicy | PolicyEnsemble:
+    """The policy (or ensemble) in ``folder`` (a model folder's is ``<model>/policy``), checked
+    against the model's encoder; CheckpointError naming the file when it is missing or does not
+    fit."""
+    return load_goal_policy(folder, encoder=model.encoder.identity())
 
 
 def proposal_folder(policy_folder: str | Path) -> Path:
     """The planner's proposal of a policy folder: its ``proposal/`` when that holds a policy
     (``wm-train-policy proposal=true``), else the policy itself."""
     nested = Path(policy_folder) / PROPOSAL_DIR
-    return nested if (nested / POLICY_CONFIG).is_file() else Path(policy_folder)
+    return nested if is_policy_folder(nested) else Path(policy_folder)
 
 
-def policy_proposal(policy: GoalPolicy):
+def policy_proposal(policy: GoalPolicy | PolicyEnsemble):
     """``MPCController``'s ``proposal`` from a policy on the pooled latents the planner sees
     (ValueError for a ``pooled=false`` policy, whose latents the planner does not compute)."""
     if not policy.cfg.pooled:
@@ -58,7 +66,9 @@ class PolicyController:
     """See the module docstring. ``seconds`` of the last :meth:`act` (encode + policy) is kept
     in ``last_seconds``; ``last_energy`` is the current frame's energy to the goal."""
 
-    def __init__(self, model, policy: GoalPolicy, cfg: MPCConfig | None = None) -> None:
+    def __init__(
+        self, model, policy: GoalPolicy | PolicyEnsemble, cfg: MPCConfig | None = None
+    ) -> None:
         pc = policy.cfg
         if (pc.state_dim, pc.action_dim) != (model.state_dim, model.action_dim):
             raise ValueError(

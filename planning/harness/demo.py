@@ -45,7 +45,7 @@ from planning.harness.agents import (
 from planning.harness.video import file_stem
 from planning.mpc import MPCConfig
 from planning.planners import GRIPPER_EFFORT, PCEM, make_planner
-from worldmodel.models.policy import POLICY_CONFIG, POLICY_DIR
+from worldmodel.models.policy import POLICY_DIR, is_policy_folder
 
 # Budget (samples, iterations) per action on the world model, per planner (wm-eval's wm_cem and
 # wm_icem), and for CEM on the simulator oracle (~2 ms a sample).
@@ -69,7 +69,7 @@ def make_demo_agent(
         from planning.policy import proposal_folder
 
         proposal_dir = proposal_folder(model_dir / POLICY_DIR)
-        if not (proposal_dir / POLICY_CONFIG).is_file():
+        if not is_policy_folder(proposal_dir):
             print(f"wm-demo: {model_dir} has no policy/ to propose actions; planning with CEM")
             planner, proposal_dir = "cem", None
     if not is_model:

@@ -901,3 +901,73 @@ def test_serve_pcem_starts_every_plan_at_the_models_proposal(demos, model, tmp_p
         PolicyServer(ServeConfig(planner="pcem"))
     with pytest.raises(ValueError, match="planner must be one of"):
         ServeConfig(planner="pcme")
+
+
+# ------------------------------------------------------------------ ensembles (ensemble=K)
+
+
+def test_ensemble_trains_k_seeds_resumes_installs_and_acts_as_their_mean(demos, model, tmp_path):
+    """ensemble=2: two members (seeds 0 and 1, each with its checkpoint and log) and an
+    ensemble.json; load_policy gives their mean action; a rerun trains nothing; install puts the
+    ensemble into <model>/policy/ and a later single policy replaces it there, leaving the
+    nested proposal alone."""
+    from worldmodel.models.policy import ENSEMBLE_CONFIG, PolicyEnsemble
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    out = tmp_path / "ens"
+    cfg = _train_cfg(demos, out, model=str(model_dir), steps=6, ensemble=2, install=True)
+    train_policy(cfg)
+    members = [out / "members" / "0", out / "members" / "1"]
+    assert (out / ENSEMBLE_CONFIG).is_file() and not (out / POLICY_WEIGHTS).exists()
+    assert all(_steps(m) == [6] for m in members)
+    ens = load_policy(model, out)
+    assert isinstance(ens, PolicyEnsemble) and len(ens.members) == 2
+    single = [load_policy(model, m) for m in members]
+    w0, w1 = (_weights(m) for m in members)
+    assert not torch.equal(w0["mlp.0.weight"], w1["mlp.0.weight"])  # other seeds
+    z = torch.randn(3, TOKENS, DIM)
+    goal, state = torch.randn(3, TOKENS, DIM), torch.randn(3, 7)
+    with torch.no_grad():
+        mean = (single[0](z, goal, state) + single[1](z, goal, state)) / 2
+        torch.testing.assert_close(ens(z, goal, state), mean)
+    logs = [(m / "log.csv").read_text() for m in members]
+    train_policy(cfg)  # finished: nothing retrained, nothing appended
+    assert [(m / "log.csv").read_text() for m in members] == logs
+    torch.testing.assert_close(_weights(members[0]), w0, rtol=0, atol=0)
+
+    installed = model_dir / "policy"
+    assert isinstance(load_policy(model, installed), PolicyEnsemble)
+    ctrl = PolicyController(model, load_policy(model, installed))
+    ctrl.set_goal(FRAME, np.zeros(7, np.float32))
+    assert np.all(np.isfinite(ctrl.act(FRAME, np.zeros(7, np.float32))))
+    train_policy(_train_cfg(demos, tmp_path / "prop", model=str(model_dir), steps=3,
+                            install=True, proposal=True))  # fmt: skip
+    train_policy(_train_cfg(demos, tmp_path / "one", model=str(model_dir), steps=3, install=True))
+    assert not (installed / ENSEMBLE_CONFIG).exists() and not (installed / "members").exists()
+    assert isinstance(load_policy(model, installed), GoalPolicy)
+    assert (installed / "proposal" / POLICY_WEIGHTS).is_file()
+
+
+def test_a_broken_ensemble_is_refused_naming_the_file(demos, model, tmp_path):
+    """ensemble.json with a member outside the folder, a missing member, or members of other
+    encoders: CheckpointError naming the file."""
+    from worldmodel.models.policy import ENSEMBLE_CONFIG, PolicyEnsemble, load_goal_policy
+
+    folder = tmp_path / "ens"
+    PolicyEnsemble([_constant_policy(model, np.zeros(7, np.float32))] * 2).save(folder)
+    assert isinstance(load_policy(model, folder), PolicyEnsemble)
+    path = folder / ENSEMBLE_CONFIG
+    for members, match in ((["../x"], "not a folder inside"), (["members/9"], r"policy\.json"),
+                           ([], "not a policy ensemble"), ("members/0", "not a policy ensemble")):  # fmt: skip
+        path.write_text(json.dumps({"format_version": 1, "members": members}))
+        with pytest.raises(CheckpointError, match=match):
+            load_policy(model, folder)
+    other = _constant_policy(model, np.zeros(7, np.float32))
+    other = GoalPolicy(replace(other.cfg, encoder="another"))
+    other.save(folder / "members" / "1")
+    path.write_text(json.dumps({"format_version": 1, "members": ["members/0", "members/1"]}))
+    with pytest.raises(CheckpointError, match="member 1 has encoder"):
+        load_goal_policy(folder)  # without an encoder to check against: members disagree
+    with pytest.raises(CheckpointError, match="trained on the latents of encoder another"):
+        load_policy(model, folder)

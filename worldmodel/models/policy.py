@@ -15,6 +15,10 @@ final goal image cannot see.
 Each token is projected to ``proj`` dims (current and goal frames by separate maps), the
 projections are flattened beside the state, and an MLP gives the action normalized by the
 training actions' mean and std (stored as buffers, so the module returns robot units).
+
+:class:`PolicyEnsemble`: the mean action of K such policies trained with other seeds (and
+other held-out episodes), which averages out what each one alone got wrong; it stands wherever
+a ``GoalPolicy`` does. :func:`load_goal_policy` loads either from a folder.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ POLICY_DIR = "policy"  # a world model folder's policy (wm-train-policy install=
 PROPOSAL_DIR = "proposal"
 POLICY_CONFIG = "policy.json"
 POLICY_WEIGHTS = "policy.safetensors"
+# a policy folder may instead hold an ensemble: ENSEMBLE_CONFIG lists its members, each a policy
+# folder under ENSEMBLE_MEMBERS/ (wm-train-policy ensemble=K)
+ENSEMBLE_CONFIG = "ensemble.json"
+ENSEMBLE_MEMBERS = "members"
 
 
 @dataclass(frozen=True)
@@ -156,3 +164,86 @@ class GoalPolicy(nn.Module):
         policy = cls(cfg)
         load_state_strict(policy, read_safetensors(w_path), str(w_path), what="policy")
         return policy.eval()
+
+
+class PolicyEnsemble(nn.Module):
+    """The mean action of ``members`` (GoalPolicy with the same latents, state and action sizes
+    and encoder); ``cfg`` is the first member's (what callers read: sizes, ``pooled``)."""
+
+    def __init__(self, members: list[GoalPolicy]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("PolicyEnsemble needs at least one member")
+        shared = ("tokens", "dim", "state_dim", "action_dim", "encoder", "pooled")
+        first = members[0].cfg
+        for k, member in enumerate(members[1:], start=1):
+            for name in shared:
+                if getattr(member.cfg, name) != getattr(first, name):
+                    raise ValueError(
+                        f"PolicyEnsemble: member {k} has {name}={getattr(member.cfg, name)!r}, "
+                        f"member 0 {getattr(first, name)!r}"
+                    )
+        self.members = nn.ModuleList(members)
+        self.cfg = first
+
+    def forward(self, z: Tensor, z_goal: Tensor, state: Tensor) -> Tensor:
+        """(B, A) mean of the members' actions, in the robot's units."""
+        return torch.stack([m(z, z_goal, state) for m in self.members]).mean(dim=0)
+
+    def save(self, folder: str | Path) -> None:
+        """Each member into ``folder/members/<k>/``, then ``ensemble.json`` naming them (last,
+        so a folder with it is complete); a single policy's files there are removed."""
+        folder = Path(folder)
+        names = [f"{ENSEMBLE_MEMBERS}/{k}" for k in range(len(self.members))]
+        for name, member in zip(names, self.members, strict=True):
+            member.save(folder / name)
+        tmp = folder / (ENSEMBLE_CONFIG + ".tmp")
+        tmp.write_text(json.dumps({"format_version": 1, "members": names}, indent=2))
+        tmp.replace(folder / ENSEMBLE_CONFIG)
+        for name in (POLICY_CONFIG, POLICY_WEIGHTS):
+            (folder / name).unlink(missing_ok=True)
+
+
+def is_policy_folder(folder: str | Path) -> bool:
+    """True when ``folder`` holds a policy or an ensemble (its config file exists)."""
+    folder = Path(folder)
+    return (folder / ENSEMBLE_CONFIG).is_file() or (folder / POLICY_CONFIG).is_file()
+
+
+def save_goal_policy(policy: GoalPolicy | PolicyEnsemble, folder: str | Path) -> None:
+    """Save either kind into ``folder``; saving a single policy over an ensemble removes the
+    ensemble's files (a nested ``proposal/`` is left alone)."""
+    import shutil
+
+    folder = Path(folder)
+    if isinstance(policy, PolicyEnsemble):
+        shutil.rmtree(folder / ENSEMBLE_MEMBERS, ignore_errors=True)
+        policy.save(folder)
+        return
+    (folder / ENSEMBLE_CONFIG).unlink(missing_ok=True)
+    shutil.rmtree(folder / ENSEMBLE_MEMBERS, ignore_errors=True)
+    policy.save(folder)
+
+
+def load_goal_policy(folder: str | Path, encoder: str | None = None) -> GoalPolicy | PolicyEnsemble:
+    """The policy or the ensemble in ``folder`` (``ensemble.json`` first), each member checked
+    as :meth:`GoalPolicy.load` does. CheckpointError names the file that is missing, corrupt or
+    does not fit."""
+    from worldmodel.checkpoints.strict import read_json_object
+
+    folder = Path(folder)
+    path = folder / ENSEMBLE_CONFIG
+    if not path.is_file():
+        return GoalPolicy.load(folder, encoder=encoder)
+    raw = read_json_object(path, "policy ensemble")
+    names = raw.get("members")
+    if raw.get("format_version") != 1 or not isinstance(names, list) or not names:
+        raise CheckpointError(f"{path}: not a policy ensemble (format_version 1, members: [...])")
+    for name in names:
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise CheckpointError(f"{path}: member {name!r} is not a folder inside {folder}")
+    members = [GoalPolicy.load(folder / name, encoder=encoder) for name in names]
+    try:
+        return PolicyEnsemble(members).eval()
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err

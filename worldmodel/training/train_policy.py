@@ -16,6 +16,8 @@ training checkpoint (written every ``ckpt_every`` steps; a rerun resumes from it
 ``install=true`` copies the two files into ``<model>/policy/``, where wm-eval and wm-demo look
 for a model's policy (with ``proposal=true`` into ``<model>/policy/proposal/``, where wm-eval's
 ``wm_pcem`` looks for the planner's proposal, typically trained with ``final_goal_frac=0.5``).
+``ensemble=K``: K policies with seeds ``seed .. seed+K-1`` (each its own held-out episodes)
+in ``out_dir/members/<k>/``, used as one (their mean action; ``ensemble.json``).
 ``modes``: keep only episodes whose recorded ``expert_mode`` is
 listed (wm-collect records it; imported data has none, then every episode is kept).
 """
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,16 @@ from tqdm import tqdm
 
 from worldmodel.config import from_mapping, plain_defaults, run_cli
 from worldmodel.errors import DatasetError
-from worldmodel.models.policy import POLICY_DIR, PROPOSAL_DIR, GoalPolicy, PolicyConfig
+from worldmodel.models.policy import (
+    ENSEMBLE_CONFIG,
+    ENSEMBLE_MEMBERS,
+    POLICY_DIR,
+    PROPOSAL_DIR,
+    GoalPolicy,
+    PolicyConfig,
+    PolicyEnsemble,
+    save_goal_policy,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class PolicyTrainConfig:
     eval_every: int = 500
     ckpt_every: int = 500
     seed: int = 0
+    ensemble: int = 1  # K > 1: K policies (seeds seed..seed+K-1) whose mean action is used
     threads: int = 0  # torch threads; 0: torch's default
 
     def __post_init__(self) -> None:
@@ -76,7 +88,14 @@ class PolicyTrainConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        for name in ("steps", "batch_size", "hindsight_max", "eval_every", "ckpt_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "hindsight_max",
+            "eval_every",
+            "ckpt_every",
+            "ensemble",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -180,14 +199,8 @@ def _lr(cfg: PolicyTrainConfig, step: int) -> float:
 
 
 def train_policy(cfg: PolicyTrainConfig) -> dict:
-    """Train (or resume) and save the policy; returns the last losses."""
-    from worldmodel.training.run_io import (
-        CHECKPOINT_NAME,
-        _append_csv,
-        _truncate_csv,
-        atomic_torch_save,
-        load_training_checkpoint,
-    )
+    """Train (or resume) and save the policy (or ``ensemble`` of them); returns the last
+    losses (of the last member)."""
     from worldmodel.world_model import WorldModel
 
     if not (cfg.model and cfg.data_root and cfg.cache_dir):
@@ -197,6 +210,38 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
     model = WorldModel.load(cfg.model)
     demos = Demonstrations(cfg, model)
     out = Path(cfg.out_dir)
+    if cfg.ensemble == 1:
+        policy, report = _train_one(cfg, model, demos, out)
+        (out / ENSEMBLE_CONFIG).unlink(missing_ok=True)  # an earlier ensemble=K run's
+    else:  # each member in its own folder (checkpoint, log.csv): a rerun resumes where it stopped
+        members = []
+        for k in range(cfg.ensemble):
+            print(f"wm-train-policy: ensemble member {k + 1} of {cfg.ensemble}")
+            member_out = out / ENSEMBLE_MEMBERS / str(k)
+            member, report = _train_one(replace(cfg, seed=cfg.seed + k), model, demos, member_out)
+            members.append(member)
+        policy = PolicyEnsemble(members)
+        policy.save(out)
+    if cfg.install:
+        target = Path(cfg.model) / POLICY_DIR
+        target = target / PROPOSAL_DIR if cfg.proposal else target
+        save_goal_policy(policy, target)
+        print(f"wm-train-policy: installed the policy in {target}")
+    return report
+
+
+def _train_one(
+    cfg: PolicyTrainConfig, model, demos: Demonstrations, out: Path
+) -> tuple[GoalPolicy, dict]:
+    """Train (or resume) one policy with ``cfg.seed`` into ``out``; it is saved there."""
+    from worldmodel.training.run_io import (
+        CHECKPOINT_NAME,
+        _append_csv,
+        _truncate_csv,
+        atomic_torch_save,
+        load_training_checkpoint,
+    )
+
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(demos))
@@ -282,12 +327,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
             )  # fmt: skip
     policy.eval()
     policy.save(out)
-    if cfg.install:
-        target = Path(cfg.model) / POLICY_DIR
-        target = target / PROPOSAL_DIR if cfg.proposal else target
-        policy.save(target)
-        print(f"wm-train-policy: installed the policy in {target}")
-    return report
+    return policy, report
 
 
 def config_from_mapping(raw: dict) -> PolicyTrainConfig:
