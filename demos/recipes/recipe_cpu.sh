@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The CPU recipe of the shipped model (models/shipped): collect -> pretrain the encoder ->
-# cache features -> train the predictor -> demonstrations -> goal policy -> export. Every stage is resumable: rerun the same
-# command after a crash or kill and finished work is skipped (episodes, checkpoints, cached
-# episodes), so nothing is lost. Budget: <= 90 minutes on 2 cores (stage times are printed).
+# cache features -> train the predictor -> demonstrations -> goal policy -> export. Every stage
+# is resumable: rerun the same command after a crash or kill and finished work is skipped
+# (episodes, checkpoints, cached episodes), so nothing is lost. Budget: the world model (stages
+# 1-4) <= 90 minutes on 2 cores; the policy stages (5-7) add about 2 hours (measured stage by
+# stage in docs/shipped-model.md; stage times are printed).
 #
 #   bash demos/recipes/recipe_cpu.sh                  # everything into runs/shipped, then models/shipped
 #   RUN=runs/try2 PRETRAIN_STEPS=500 TRAIN_STEPS=500 DECAY_STEPS=100 EXPORT= bash demos/recipes/recipe_cpu.sh
@@ -19,8 +21,9 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 # recipe under 90 minutes (the single-view model shipped before trained 16 000 / 4 000)
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
-DEMOS=${DEMOS:-2400}               # pick-and-place demonstrations (expert + noisy) for the policy
+DEMOS=${DEMOS:-3600}               # pick-and-place demonstrations (expert + noisy) for the policy
 POLICY_STEPS=${POLICY_STEPS:-20000}
+POLICY_ENSEMBLE=${POLICY_ENSEMBLE:-3}  # policies (seeds 0..K-1) whose mean action is the policy
 PROPOSAL_STEPS=${PROPOSAL_STEPS:-10000}
 EXPORT=${EXPORT-models/shipped}   # empty: do not copy the result into the repo
 # cameras the world model sees side by side (worldmodel/models/views.py): the exterior camera, plus
@@ -60,7 +63,8 @@ stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/enc
     cache_dir="$RUN/demos_features" views="$VIEWS"
 # 6. the goal-conditioned policy on the frozen latents (pick-and-place from the final goal image)
 stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
-    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
+    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" \
+    ensemble="$POLICY_ENSEMBLE" install=true
 # 7. the planner's proposal (wm_pcem): the same, half of its goals 1-16 steps ahead
 stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
     cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$PROPOSAL_STEPS" \

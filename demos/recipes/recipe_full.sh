@@ -27,8 +27,9 @@ DECAY_STEPS=${DECAY_STEPS:-5000}
 ROLLOUT_STEPS=${ROLLOUT_STEPS:-4}     # autoregressive steps of the rollout loss (published: 2)
 TRAIN_CKPT=${TRAIN_CKPT:-250}
 VIEWS=${VIEWS:-exterior+wrist}
-DEMOS=${DEMOS:-2400}                  # pick-and-place demonstrations for the goal policy
+DEMOS=${DEMOS:-3600}                  # pick-and-place demonstrations for the goal policy
 POLICY_STEPS=${POLICY_STEPS:-20000}
+POLICY_ENSEMBLE=${POLICY_ENSEMBLE:-3}  # policies (seeds 0..K-1) whose mean action is the policy
 PROPOSAL_STEPS=${PROPOSAL_STEPS:-10000}
 EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -60,7 +61,8 @@ stage demos wm-collect env=pick_place episodes="$DEMOS" image_size="$IMAGE_SIZE"
 stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/encoder" \
     cache_dir="$RUN/demos_features" views="$VIEWS"
 stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
-    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" install=true
+    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" \
+    ensemble="$POLICY_ENSEMBLE" install=true
 stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
     cache_dir="$RUN/demos_features" out_dir="$RUN/proposal" steps="$PROPOSAL_STEPS" \
     final_goal_frac=0.5 hindsight_max=16 proposal=true install=true
