@@ -20,9 +20,8 @@ import torch
 
 import envs
 from planning.cpu_memory import keep_freed_memory
-from planning.planners import GRIPPER_EFFORT
 from planning.mpc import MPCController
-from planning.planners import CEMConfig, make_planner
+from planning.planners import GRIPPER_EFFORT, CEMConfig, make_planner
 from planning.server.serve import ServeConfig, ServerThread, build_planner
 from worldmodel.world_model import WorldModel
 

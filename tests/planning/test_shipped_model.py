@@ -99,9 +99,9 @@ def test_grasp_diagnosis_data_check_finds_the_expert_grasp(tmp_path, capsys):
 
 def test_demo_planner_choice_builds_the_eval_budgets():
     from planning.harness.agents import GRIPPER_EXECUTION
-    from planning.planners import GRIPPER_EFFORT
     from planning.harness.demo import make_demo_agent
     from planning.harness.evaluate import EvalConfig
+    from planning.planners import GRIPPER_EFFORT
     from planning.planners.icem import ICEMPlanner
 
     evalcfg = EvalConfig()
