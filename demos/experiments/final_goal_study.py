@@ -25,7 +25,6 @@ import torch
 import envs
 from planning.cpu_memory import keep_freed_memory
 from planning.harness.agents import (
-    GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
     SUBGOAL_BUDGETS,
     PlannerAgent,
@@ -33,7 +32,7 @@ from planning.harness.agents import (
     run_episode,
 )
 from planning.mpc import MPCConfig
-from planning.planners import make_planner
+from planning.planners import GRIPPER_EFFORT, make_planner
 from planning.subgoals import TrajectoryLibrary
 from worldmodel.world_model import WorldModel
 

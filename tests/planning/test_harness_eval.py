@@ -10,13 +10,13 @@ import pytest
 import planning.harness.evaluate as ev
 from planning.harness.agents import (
     ENERGY_VIEWS,
-    GRIPPER_EFFORT,
     GRIPPER_EXECUTION,
     RandomAgent,
     goal_schedule,
 )
 from planning.harness.evaluate import EvalConfig, config_from_dict, evaluate
 from planning.mpc import MPCConfig
+from planning.planners import GRIPPER_EFFORT
 from planning.planners.cem import CEMConfig
 from planning.planners.icem import ICEMConfig
 from planning.toy import ToyDynamics
