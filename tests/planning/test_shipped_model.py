@@ -16,8 +16,10 @@ SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
 
 
 def test_shipped_model_loads_and_fits_the_size_budget():
+    # 40 MiB: encoder 11, predictor 3.3, eval log 1.1, the policy's three members and the
+    # proposal 4 x 5.1 (fp32), with room for the log to grow
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
-    assert 0 < size <= 25 * 2**20, f"models/shipped is {size / 2**20:.1f} MiB"
+    assert 0 < size <= 40 * 2**20, f"models/shipped is {size / 2**20:.1f} MiB"
     model = WorldModel.load(SHIPPED)
     images = torch.zeros(2, 64, 64 * len(model.views), 3, dtype=torch.uint8)  # views side by side
     z = model.encode(images, torch.zeros(2, 7))
