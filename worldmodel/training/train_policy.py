@@ -88,14 +88,8 @@ class PolicyTrainConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        for name in (
-            "steps",
-            "batch_size",
-            "hindsight_max",
-            "eval_every",
-            "ckpt_every",
-            "ensemble",
-        ):
+        positive = ("steps", "batch_size", "hindsight_max", "eval_every", "ckpt_every", "ensemble")
+        for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
