@@ -31,7 +31,7 @@ from tqdm import tqdm
 from planning.harness.agents import GRIPPER_EXECUTION, PolicyAgent, model_views
 from planning.mpc import MPCConfig
 from worldmodel.config import from_mapping, plain_defaults, run_cli
-from worldmodel.models.policy import ENSEMBLE_CONFIG, ENSEMBLE_MEMBERS, POLICY_DIR, POLICY_WEIGHTS
+from worldmodel.models.policy import POLICY_DIR, POLICY_WEIGHTS, ensemble_members
 from worldmodel.training.corrections import episode_path, open_corrections, write_episode
 
 __all__ = ["DaggerConfig", "collect_corrections", "main"]
@@ -126,16 +126,16 @@ def _meta(cfg: DaggerConfig) -> dict:
 
     model = WorldModel.load(cfg.model)
     folder = cfg.policy_folder
-    members = [folder / POLICY_WEIGHTS]
-    if (folder / ENSEMBLE_CONFIG).is_file():  # an ensemble: its members' weights, in order
-        members = sorted((folder / ENSEMBLE_MEMBERS).glob(f"*/{POLICY_WEIGHTS}"))
-    if not members or not all(w.is_file() for w in members):
-        raise FileNotFoundError(
-            f"wm-dagger: no policy at {folder / POLICY_WEIGHTS} (policy=<folder>)"
-        )
+    members = ensemble_members(folder)  # an ensemble: the weights of the members it lists
+    weights = (
+        [folder / POLICY_WEIGHTS] if members is None else [m / POLICY_WEIGHTS for m in members]
+    )
+    missing = [w for w in weights if not w.is_file()]
+    if missing:
+        raise FileNotFoundError(f"wm-dagger: no policy at {missing[0]} (policy=<folder>)")
     digest = hashlib.sha256()
-    for weights in members:
-        digest.update(weights.read_bytes())
+    for w in weights:
+        digest.update(w.read_bytes())
     return {
         "encoder": model.encoder.identity(), "task": cfg.task, "beta": cfg.beta,
         "seed": cfg.seed, "image_size": cfg.image_size, "max_steps": cfg.max_steps,

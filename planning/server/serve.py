@@ -79,7 +79,7 @@ from worldmodel.models.views import parse_views
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# "pcem": CEM 64 x 4 started at the model's proposal policy (wm-eval's wm_pcem, wm-demo's default)
+# "pcem": CEM 64 x 4 started at the model's proposal policy (wm_pcem's planner, wm-demo's default)
 SERVE_PLANNERS = (*PLANNERS, "pcem")
 
 
@@ -87,7 +87,8 @@ SERVE_PLANNERS = (*PLANNERS, "pcem")
 class ServeConfig:
     """wm-serve settings. ``model``: "toy" or a WorldModel folder; ``planner``:
     cem|icem|reference|pcem. ``pcem`` is a small CEM (``pcem``, 64 x 4) whose search starts at
-    a learned proposal's action (wm-eval's wm_pcem): the policy in ``proposal``, else the model
+    a learned proposal's action (wm-eval's wm_pcem planner; its gripper execution filters are
+    ``mpc.*``, off by default here): the policy in ``proposal``, else the model
     folder's (``<model>/policy/proposal``, else ``<model>/policy``); refused at start when
     there is none. ``proposal`` given with another planner starts that planner's search there.
 

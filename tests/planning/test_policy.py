@@ -867,7 +867,10 @@ def test_serve_pcem_starts_every_plan_at_the_models_proposal(demos, model, tmp_p
     """wm-serve planner=pcem: the model folder's proposal starts each plan (with a near-zero
     search std the reply is the policy's action), the metadata names the folder; proposal=
     gives another policy to any planner; refused at start with no policy or on the toy."""
-    from planning.server.serve import PolicyServer, ServeConfig, Session
+    from websockets.sync.client import connect
+
+    from planning.server.serve import PolicyServer, ServeConfig, ServerThread, Session
+    from planning.server.wire import packb, unpackb
 
     model_dir = tmp_path / "model"
     shutil.copytree(demos / "model", model_dir)
@@ -890,6 +893,20 @@ def test_serve_pcem_starts_every_plan_at_the_models_proposal(demos, model, tmp_p
     assert server.metadata["proposal"] == str(model_dir / "policy")
     assert server.planner.cfg.samples == 4
     np.testing.assert_allclose(first_action(server), push, atol=1e-5)
+
+    with ServerThread(cfg) as running:  # noqa: SIM117 (the port is known once it runs)
+        with connect(f"ws://127.0.0.1:{running.port}", open_timeout=10, max_size=None) as ws:
+            assert unpackb(ws.recv(timeout=10))["proposal"] == str(model_dir / "policy")
+            ws.send(packb({"goal_image": FRAME, "observation/image": FRAME,
+                           "observation/state": state}))  # fmt: skip
+            reply = unpackb(ws.recv(timeout=30))
+    # before the server's safety limits (this state lies outside their default workspace)
+    np.testing.assert_allclose(reply["requested_actions"][0], push, atol=1e-5)
+
+    _constant_policy(model, 2 * push).save(model_dir / "policy" / "proposal")  # preferred
+    server = PolicyServer(cfg)
+    assert server.metadata["proposal"] == str(model_dir / "policy" / "proposal")
+    np.testing.assert_allclose(first_action(server), 2 * push, atol=1e-5)
 
     other = tmp_path / "other"
     _constant_policy(model, -push).save(other)
@@ -915,11 +932,15 @@ def test_ensemble_trains_k_seeds_resumes_installs_and_acts_as_their_mean(demos, 
 
     model_dir = tmp_path / "model"
     shutil.copytree(demos / "model", model_dir)
+    installed = model_dir / "policy"
+    _constant_policy(model, np.zeros(7, np.float32)).save(installed)  # a single one before
     out = tmp_path / "ens"
     cfg = _train_cfg(demos, out, model=str(model_dir), steps=6, ensemble=2, install=True)
     train_policy(cfg)
     members = [out / "members" / "0", out / "members" / "1"]
     assert (out / ENSEMBLE_CONFIG).is_file() and not (out / POLICY_WEIGHTS).exists()
+    assert (installed / ENSEMBLE_CONFIG).is_file()
+    assert not (installed / POLICY_WEIGHTS).exists() and not (installed / POLICY_CONFIG).exists()
     assert all(_steps(m) == [6] for m in members)
     ens = load_policy(model, out)
     assert isinstance(ens, PolicyEnsemble) and len(ens.members) == 2
@@ -936,7 +957,6 @@ def test_ensemble_trains_k_seeds_resumes_installs_and_acts_as_their_mean(demos, 
     assert [(m / "log.csv").read_text() for m in members] == logs
     torch.testing.assert_close(_weights(members[0]), w0, rtol=0, atol=0)
 
-    installed = model_dir / "policy"
     assert isinstance(load_policy(model, installed), PolicyEnsemble)
     ctrl = PolicyController(model, load_policy(model, installed))
     ctrl.set_goal(FRAME, np.zeros(7, np.float32))

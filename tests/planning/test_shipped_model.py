@@ -15,6 +15,19 @@ from worldmodel.world_model import WorldModel
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped"
 
 
+def test_shipped_policy_is_an_ensemble_of_three_beside_its_proposal():
+    """models/shipped/policy/ loads as the three-member ensemble wm_policy acts with, for the
+    shipped encoder; wm_pcem's proposal is the single policy in policy/proposal/."""
+    from planning.policy import load_policy, proposal_folder
+    from worldmodel.models.policy import GoalPolicy, PolicyEnsemble
+
+    model = WorldModel.load(SHIPPED)
+    policy = load_policy(model, SHIPPED / "policy")
+    assert isinstance(policy, PolicyEnsemble) and len(policy.members) == 3
+    assert proposal_folder(SHIPPED / "policy") == SHIPPED / "policy" / "proposal"
+    assert isinstance(load_policy(model, proposal_folder(SHIPPED / "policy")), GoalPolicy)
+
+
 def test_shipped_model_loads_and_fits_the_size_budget():
     # 40 MiB: encoder 11, predictor 3.3, eval log 1.1, the policy's three members and the
     # proposal 4 x 5.1 (fp32), with room for the log to grow

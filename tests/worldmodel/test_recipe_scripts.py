@@ -29,13 +29,16 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     out = _bash(
         "recipes/recipe_cpu.sh",
         {"RUN": str(run), "EPISODES": "6", "PRETRAIN_STEPS": "3", "TRAIN_STEPS": "6",
-         "DECAY_STEPS": "2", "DEMOS": "4", "POLICY_STEPS": "3", "PROPOSAL_STEPS": "3", "EXPORT": ""},
+         "DECAY_STEPS": "2", "DEMOS": "4", "POLICY_STEPS": "3", "POLICY_ENSEMBLE": "2",
+         "PROPOSAL_STEPS": "3", "EXPORT": ""},
     )  # fmt: skip
     assert "== recipe: finished" in out
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"]
-    assert (run / "predictor" / "world_model" / "policy" / "policy.safetensors").is_file()
-    assert (run / "predictor" / "world_model" / "policy" / "proposal" / "policy.json").is_file()
+    policy = run / "predictor" / "world_model" / "policy"
+    assert (policy / "ensemble.json").is_file() and not (policy / "policy.json").exists()
+    assert all((policy / "members" / k / "policy.safetensors").is_file() for k in ("0", "1"))
+    assert (policy / "proposal" / "policy.json").is_file()
     out = _bash(
         "experiments/motion_weight_study.sh",
         {"RUN": str(run), "OUT": str(study), "WEIGHTS": "0 5", "STEPS": "4",
@@ -57,7 +60,7 @@ def test_full_recipe_at_toy_sizes_resumes_and_records_stage_times(tmp_path):
     run = tmp_path / "full"
     env = {"RUN": str(run), "EPISODES": "4", "IMAGE_SIZE": "64", "PRETRAIN_STEPS": "2",
            "PRETRAIN_CKPT": "1", "TRAIN_STEPS": "3", "DECAY_STEPS": "1", "TRAIN_CKPT": "1",
-           "ROLLOUT_STEPS": "2", "DEMOS": "4", "POLICY_STEPS": "3", "PROPOSAL_STEPS": "3", "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}  # fmt: skip
+           "ROLLOUT_STEPS": "2", "DEMOS": "4", "POLICY_STEPS": "3", "POLICY_ENSEMBLE": "1", "PROPOSAL_STEPS": "3", "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}  # fmt: skip
     assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"] and meta["predictor"]["width"] == 256

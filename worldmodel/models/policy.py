@@ -211,30 +211,31 @@ def is_policy_folder(folder: str | Path) -> bool:
 
 
 def save_goal_policy(policy: GoalPolicy | PolicyEnsemble, folder: str | Path) -> None:
-    """Save either kind into ``folder``; saving a single policy over an ensemble removes the
-    ensemble's files (a nested ``proposal/`` is left alone)."""
+    """Save either kind into ``folder``, replacing the other kind (a nested ``proposal/`` is
+    left alone). At every moment the folder loads as the old or the new policy, or (between
+    removing an old ensemble's config and writing the new one) not at all: never as a mix."""
     import shutil
 
     folder = Path(folder)
     if isinstance(policy, PolicyEnsemble):
+        (folder / ENSEMBLE_CONFIG).unlink(missing_ok=True)  # before its members go
         shutil.rmtree(folder / ENSEMBLE_MEMBERS, ignore_errors=True)
-        policy.save(folder)
+        policy.save(folder)  # members, then ensemble.json, then the single files go
         return
+    policy.save(folder)  # while ensemble.json exists the old ensemble still loads
     (folder / ENSEMBLE_CONFIG).unlink(missing_ok=True)
     shutil.rmtree(folder / ENSEMBLE_MEMBERS, ignore_errors=True)
-    policy.save(folder)
 
 
-def load_goal_policy(folder: str | Path, encoder: str | None = None) -> GoalPolicy | PolicyEnsemble:
-    """The policy or the ensemble in ``folder`` (``ensemble.json`` first), each member checked
-    as :meth:`GoalPolicy.load` does. CheckpointError names the file that is missing, corrupt or
-    does not fit."""
+def ensemble_members(folder: str | Path) -> list[Path] | None:
+    """The member folders ``folder/ensemble.json`` lists (None: no ensemble there).
+    CheckpointError when the file is not an ensemble config or names a folder outside."""
     from worldmodel.checkpoints.strict import read_json_object
 
     folder = Path(folder)
     path = folder / ENSEMBLE_CONFIG
     if not path.is_file():
-        return GoalPolicy.load(folder, encoder=encoder)
+        return None
     raw = read_json_object(path, "policy ensemble")
     names = raw.get("members")
     if raw.get("format_version") != 1 or not isinstance(names, list) or not names:
@@ -242,8 +243,19 @@ def load_goal_policy(folder: str | Path, encoder: str | None = None) -> GoalPoli
     for name in names:
         if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
             raise CheckpointError(f"{path}: member {name!r} is not a folder inside {folder}")
-    members = [GoalPolicy.load(folder / name, encoder=encoder) for name in names]
+    return [folder / name for name in names]
+
+
+def load_goal_policy(folder: str | Path, encoder: str | None = None) -> GoalPolicy | PolicyEnsemble:
+    """The policy or the ensemble in ``folder`` (``ensemble.json`` first), each member checked
+    as :meth:`GoalPolicy.load` does. CheckpointError names the file that is missing, corrupt or
+    does not fit."""
+    folder = Path(folder)
+    members = ensemble_members(folder)
+    if members is None:
+        return GoalPolicy.load(folder, encoder=encoder)
+    policies = [GoalPolicy.load(member, encoder=encoder) for member in members]
     try:
-        return PolicyEnsemble(members).eval()
+        return PolicyEnsemble(policies).eval()
     except ValueError as err:
-        raise CheckpointError(f"{path}: {err}") from err
+        raise CheckpointError(f"{folder / ENSEMBLE_CONFIG}: {err}") from err
