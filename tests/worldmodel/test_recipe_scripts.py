@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bash(script: str, env: dict[str, str]) -> str:
-    full = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), **env}
+    """Run a demos/ script with the venv's console scripts first on PATH (make test-slow runs
+    pytest as .venv/bin/python, without activating the venv)."""
+    path = f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"
+    full = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PATH": path, **env}
     done = subprocess.run(
         ["bash", str(ROOT / "demos" / script)], env=full, capture_output=True, text=True,
         timeout=900, check=False,
