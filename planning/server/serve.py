@@ -182,11 +182,10 @@ def proposal_source(cfg: ServeConfig) -> Path | None:
     return proposal_folder(Path(cfg.model) / POLICY_DIR)
 
 
-def build_proposal(cfg: ServeConfig, dynamics: LatentDynamics) -> Proposal | None:
-    """MPCController's ``proposal`` from :func:`proposal_source`: the policy is checked against
-    the model's encoder (CheckpointError, a ValueError, naming the file that is missing or does
-    not fit)."""
-    folder = proposal_source(cfg)
+def build_proposal(folder: Path | None, dynamics: LatentDynamics) -> Proposal | None:
+    """MPCController's ``proposal`` from the policy in ``folder`` (:func:`proposal_source`),
+    checked against the model's encoder (CheckpointError, a ValueError, naming the file that
+    is missing or does not fit); None without a folder."""
     if folder is None:
         return None
     if not hasattr(dynamics, "encoder"):
@@ -490,7 +489,8 @@ class PolicyServer:
                 f"ServeConfig.host={cfg.host!r} is not loopback: set api_key or ${cfg.api_key_env}"
             )
         self.dynamics, self.planner = factory(cfg)
-        self.proposal = build_proposal(cfg, self.dynamics)
+        self.proposal_dir = proposal_source(cfg)
+        self.proposal = build_proposal(self.proposal_dir, self.dynamics)
         self.conv = conventions(cfg, self.dynamics, self.planner)
         self.turns = ModelTurns()
         self._server = None
@@ -504,7 +504,7 @@ class PolicyServer:
             "server": "wm-serve", "protocol": "openpi-websocket-msgpack",
             "action_dim": int(self.dynamics.action_dim), "action_chunk": cfg.mpc.action_chunk,
             "horizon": self.planner.cfg.horizon, "planner": cfg.planner, "model": cfg.model,
-            "proposal": None if self.proposal is None else str(proposal_source(cfg)),
+            "proposal": None if self.proposal_dir is None else str(self.proposal_dir),
             "state_dim": layout.state_dim, "state_names": list(layout.state_names),
             "action_names": list(layout.action_names), "action_kind": layout.action_kind,
             "action_low": low.tolist(), "action_high": high.tolist(), "fps": layout.fps,
