@@ -3,8 +3,8 @@
 # data, a larger encoder input, longer pretraining, a bigger predictor with a longer rollout
 # loss. Budget: up to ~8 hours on 2 cores, in resumable stages: rerun the same command after a
 # crash, a kill or the end of a session and finished work is skipped (episodes, checkpoints
-# every few minutes, cached episodes); each stage's time is printed and appended to
-# $RUN/stage_times.txt.
+# every few minutes, cached episodes); each stage's time, summed over the runs it took, is
+# printed and appended to $RUN/stage_times.txt.
 #
 #   bash demos/recipes/recipe_full.sh                       # into runs/full (no export)
 #   EXPORT=models/shipped bash demos/recipes/recipe_full.sh  # and replace the shipped model
@@ -40,14 +40,38 @@ EXPORT=${EXPORT-}                     # empty: keep the result in $RUN only
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 mkdir -p "$RUN"
 
+# Each stage's time survives interruption: while a stage runs, its elapsed seconds are written
+# every 30 s to $RUN/stage_clock/<stage>.<start time>, one file per attempt, so a stage that
+# spans sessions sums its attempts. When it finishes, "<stage> <total> s (<attempts> runs)" is
+# appended to $RUN/stage_times.txt once; a rerun of a recorded stage is not timed again.
+CLOCK_PID=
+trap '[ -z "$CLOCK_PID" ] || kill "$CLOCK_PID" 2>/dev/null' EXIT
 stage() {
     local name=$1
     shift
-    local t0=$SECONDS
     echo "== recipe-full: $name: $*"
+    if grep -q "^$name " "$RUN/stage_times.txt" 2>/dev/null; then
+        "$@"  # recorded already: the tools skip finished work
+        echo "== recipe-full: $name recorded: $(grep "^$name " "$RUN/stage_times.txt")"
+        return
+    fi
+    mkdir -p "$RUN/stage_clock"
+    local start attempt total runs
+    start=$(date +%s)
+    attempt="$RUN/stage_clock/$name.$start"
+    (while sleep 30 && kill -0 $$ 2>/dev/null; do
+        echo $(($(date +%s) - start)) > "$attempt"
+    done) &
+    CLOCK_PID=$!
     "$@"
-    echo "$name $((SECONDS - t0)) s" >> "$RUN/stage_times.txt"
-    echo "== recipe-full: $name done in $((SECONDS - t0)) s (total $SECONDS s)"
+    kill "$CLOCK_PID" 2>/dev/null || true
+    CLOCK_PID=
+    echo $(($(date +%s) - start)) > "$attempt"
+    total=$(cat "$RUN/stage_clock/$name".* | awk '{s += $1} END {print s}')
+    runs=$(ls "$RUN/stage_clock/$name".* | wc -l)
+    [ "$runs" = 1 ] && runs="1 run" || runs="$runs runs"
+    echo "$name $total s ($runs)" >> "$RUN/stage_times.txt"
+    echo "== recipe-full: $name done: $total s ($runs; this run: $SECONDS s so far)"
 }
 
 stage collect wm-collect env=pick_place episodes="$EPISODES" image_size="$IMAGE_SIZE" workers=2 \

@@ -969,6 +969,22 @@ def test_ensemble_trains_k_seeds_resumes_installs_and_acts_as_their_mean(demos, 
     assert (installed / "proposal" / POLICY_WEIGHTS).is_file()
 
 
+def test_install_into_its_own_out_dir_is_refused_before_training(demos, model, tmp_path):
+    """out_dir equal to the install folder would have the install delete the members' training
+    checkpoints: refused up front, naming both, and nothing is written."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(demos / "model", model_dir)
+    for proposal, folder in (
+        (False, model_dir / "policy"),
+        (True, model_dir / "policy" / "proposal"),
+    ):
+        cfg = _train_cfg(demos, folder, model=str(model_dir), steps=2, ensemble=2, install=True,
+                         proposal=proposal)  # fmt: skip
+        with pytest.raises(ValueError, match="is the install folder"):
+            train_policy(cfg)
+        assert not folder.exists()
+
+
 def test_a_broken_ensemble_is_refused_naming_the_file(demos, model, tmp_path):
     """ensemble.json with a member outside the folder, a missing member, or members of other
     encoders: CheckpointError naming the file."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def test_full_recipe_at_toy_sizes_resumes_and_records_stage_times(tmp_path):
     assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
     assert meta["views"] == ["exterior", "wrist"] and meta["predictor"]["width"] == 256
-    stages = [line.split()[0] for line in (run / "stage_times.txt").read_text().splitlines()]
+    times = (run / "stage_times.txt").read_text()
+    assert all(re.fullmatch(r"\S+ \d+ s \(1 run\)", line) for line in times.splitlines())
+    stages = [line.split()[0] for line in times.splitlines()]
     assert stages == [
         "collect",
         "pretrain",
@@ -80,4 +83,11 @@ def test_full_recipe_at_toy_sizes_resumes_and_records_stage_times(tmp_path):
     ]
     assert (run / "predictor" / "world_model" / "policy" / "policy.json").is_file()
     assert (run / "predictor" / "world_model" / "policy" / "proposal" / "policy.json").is_file()
+    # An interrupted attempt of the proposal stage: its seconds count toward the stage's total.
+    (run / "stage_times.txt").write_text(times.replace(times.splitlines()[-1] + "\n", ""))
+    (run / "stage_clock" / "proposal.1").write_text("1000\n")
     assert "== recipe-full: finished" in _bash("recipes/recipe_full.sh", env)  # a rerun: no-op
+    rerun = (run / "stage_times.txt").read_text().splitlines()
+    assert rerun[:-1] == times.splitlines()[:-1]  # recorded stages are not timed again
+    proposal = re.fullmatch(r"proposal (\d+) s \(3 runs\)", rerun[-1])  # first run, 1000, rerun
+    assert proposal and int(proposal[1]) >= 1000

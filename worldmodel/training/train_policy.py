@@ -199,11 +199,19 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
 
     if not (cfg.model and cfg.data_root and cfg.cache_dir):
         raise ValueError("wm-train-policy needs model=, data_root= and cache_dir=")
+    out = Path(cfg.out_dir)
+    if cfg.install:
+        target = Path(cfg.model) / POLICY_DIR
+        target = target / PROPOSAL_DIR if cfg.proposal else target
+        if out.resolve() == target.resolve():  # installing would replace its own checkpoints
+            raise ValueError(
+                f"wm-train-policy: out_dir={cfg.out_dir} is the install folder {target}; "
+                "train into another folder (install=true copies the policy there)"
+            )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = WorldModel.load(cfg.model)
     demos = Demonstrations(cfg, model)
-    out = Path(cfg.out_dir)
     if cfg.ensemble == 1:
         policy, report = _train_one(cfg, model, demos, out)
         (out / ENSEMBLE_CONFIG).unlink(missing_ok=True)  # an earlier ensemble=K run's
@@ -217,8 +225,6 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         policy = PolicyEnsemble(members)
         policy.save(out)
     if cfg.install:
-        target = Path(cfg.model) / POLICY_DIR
-        target = target / PROPOSAL_DIR if cfg.proposal else target
         save_goal_policy(policy, target)
         print(f"wm-train-policy: installed the policy in {target}")
     return report
