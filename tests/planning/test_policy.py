@@ -35,7 +35,7 @@ from worldmodel.models.layout import Layout
 from worldmodel.models.policy import POLICY_CONFIG, POLICY_WEIGHTS, GoalPolicy, PolicyConfig
 from worldmodel.models.predictor import CPU_ACTION_SCALE, ACPredictor, PredictorConfig
 from worldmodel.training.cache import CacheConfig, build_cache
-from worldmodel.training.train_policy import PolicyTrainConfig, train_policy
+from worldmodel.training.train_policy import Demonstrations, PolicyTrainConfig, train_policy
 from worldmodel.world_model import WorldModel
 
 TOKENS, DIM = 16, 96  # vit_nano_cpu's 8x8 grid of 96-D tokens, pooled 2x2
@@ -365,13 +365,30 @@ def test_train_policy_refuses_another_runs_checkpoint_and_empty_selections(demos
 
 def test_modes_select_episodes_by_their_recorded_expert_mode(demos, model):
     """modes=[expert] keeps exactly the episodes recorded as expert (every other one here)."""
-    from worldmodel.training.train_policy import Demonstrations
-
     every = Demonstrations(_train_cfg(demos, "unused"), model)
     experts = Demonstrations(_train_cfg(demos, "unused", modes=["expert"]), model)
     assert len(every) == EPISODES and len(experts) == EPISODES // 2
     for k, actions in enumerate(experts.actions):
         torch.testing.assert_close(actions, every.actions[2 * k])
+
+
+def test_several_datasets_each_with_its_cache_are_pooled(demos, model):
+    """data_root=[a,b] cache_dir=[fa,fb] (e.g. one dataset per task) loads the episodes of both;
+    lists that do not pair up are refused naming both."""
+    from worldmodel.training.train_policy import config_from_mapping
+
+    root, cache = str(demos / "ds"), str(demos / "features")
+    cfg = config_from_mapping({"model": str(demos / "model"), "data_root": [root, root],
+                               "cache_dir": [cache, cache]})  # fmt: skip
+    assert cfg.sources() == [(root, cache), (root, cache)]
+    one = Demonstrations(_train_cfg(demos, "unused"), model)
+    two = Demonstrations(replace(_train_cfg(demos, "unused"), data_root=cfg.data_root,
+                                 cache_dir=cfg.cache_dir), model)  # fmt: skip
+    assert len(two) == 2 * len(one) == 2 * EPISODES
+    torch.testing.assert_close(two.actions[EPISODES], one.actions[0])
+    bad = replace(cfg, cache_dir=(cache,), out_dir="unused")
+    with pytest.raises(ValueError, match="must pair up"):
+        train_policy(bad)
 
 
 def test_cli_trains_and_installs_the_policy_into_the_model_folder(demos, tmp_path):

@@ -52,8 +52,10 @@ class PolicyTrainConfig:
     """Options of wm-train-policy (see the module docstring)."""
 
     model: str = ""  # world model folder: its encoder, pooling, views and layout
-    data_root: str = ""
-    cache_dir: str = ""  # wm-cache of data_root with the model's encoder and views
+    # a dataset, or several (e.g. one per task) each with its cache: data_root=[a,b]
+    # cache_dir=[fa,fb]; a cache is wm-cache of its data_root with the model's encoder and views
+    data_root: str | tuple[str, ...] = ""
+    cache_dir: str | tuple[str, ...] = ""
     out_dir: str = "runs/policy"  # checkpoint, log and the trained policy
     install: bool = False  # also copy the policy into <model>/policy/
     proposal: bool = False  # it is the planner's proposal: install into <model>/policy/proposal/
@@ -81,6 +83,10 @@ class PolicyTrainConfig:
     threads: int = 0  # torch threads; 0: torch's default
 
     def __post_init__(self) -> None:
+        for name in ("data_root", "cache_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                object.__setattr__(self, name, tuple(str(v) for v in value))
         object.__setattr__(self, "modes", tuple(str(m) for m in self.modes))
         object.__setattr__(self, "corrections", tuple(str(c) for c in self.corrections))
         for name in ("final_goal_frac", "corrections_frac"):
@@ -93,6 +99,17 @@ class PolicyTrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+    def sources(self) -> list[tuple[str, str]]:
+        """(data_root, cache_dir) pairs; ValueError when the two lists differ in length."""
+        roots = [self.data_root] if isinstance(self.data_root, str) else list(self.data_root)
+        caches = [self.cache_dir] if isinstance(self.cache_dir, str) else list(self.cache_dir)
+        if len(roots) != len(caches) or not all(roots) or not all(caches):
+            raise ValueError(
+                f"wm-train-policy: data_root={roots} and cache_dir={caches} must pair up, one "
+                "cache for each dataset"
+            )
+        return list(zip(roots, caches, strict=True))
+
 
 class Demonstrations:
     """Pooled latents (float16), states and actions of the kept episodes, in memory."""
@@ -103,42 +120,42 @@ class Demonstrations:
         from worldmodel.training.feature_cache import FeatureCache
         from worldmodel.training.train_data import check_cache_matches
 
-        dataset = open_dataset(cfg.data_root)
-        cache = FeatureCache(cfg.cache_dir, model.encoder.identity())
-        check_cache_matches(cache, dataset, cfg.cache_dir)
-        grid = model.predictor.cfg.input_grid
-        if cache.tokens_per_frame != grid[0] * grid[1]:
-            raise DatasetError(
-                f"{cfg.cache_dir}: {cache.tokens_per_frame} tokens a frame, the model's views "
-                f"{list(model.views)} make {grid[0] * grid[1]}: cache the data with "
-                f"views={'+'.join(model.views)}"
-            )
         self.latents, self.states, self.actions, self.valid = [], [], [], []
         self.succeeded: list[bool] = []
-        kept = 0
-        for ep in tqdm(range(len(dataset)), desc="wm-train-policy: episodes", leave=False):
-            steps = dataset.steps(ep)
-            mode = steps.extra.get("expert_mode")
-            if cfg.modes and mode is not None and str(mode) not in cfg.modes:
-                continue
-            if not steps.action_valid.any():  # a single frame: nothing to imitate
-                continue
-            with torch.no_grad():
-                f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
-                self.latents.append(model.latents(f, cfg.pooled).half())
-            self.states.append(torch.from_numpy(steps.state.astype(np.float32)))
-            self.actions.append(torch.from_numpy(steps.action.astype(np.float32)))
-            self.valid.append(np.flatnonzero(steps.action_valid))
-            self.succeeded.append(bool(steps.is_success[-1]))
-            kept += 1
-        if not kept:
+        grid = model.predictor.cfg.input_grid
+        roots = [root for root, _ in cfg.sources()]
+        for root, cache_dir in cfg.sources():
+            dataset = open_dataset(root)
+            cache = FeatureCache(cache_dir, model.encoder.identity())
+            check_cache_matches(cache, dataset, cache_dir)
+            if cache.tokens_per_frame != grid[0] * grid[1]:
+                raise DatasetError(
+                    f"{cache_dir}: {cache.tokens_per_frame} tokens a frame, the model's views "
+                    f"{list(model.views)} make {grid[0] * grid[1]}: cache the data with "
+                    f"views={'+'.join(model.views)}"
+                )
+            for ep in tqdm(range(len(dataset)), desc=f"wm-train-policy: {root}", leave=False):
+                steps = dataset.steps(ep)
+                mode = steps.extra.get("expert_mode")
+                if cfg.modes and mode is not None and str(mode) not in cfg.modes:
+                    continue
+                if not steps.action_valid.any():  # a single frame: nothing to imitate
+                    continue
+                with torch.no_grad():
+                    f = torch.from_numpy(np.asarray(cache.features(ep), np.float32))
+                    self.latents.append(model.latents(f, cfg.pooled).half())
+                self.states.append(torch.from_numpy(steps.state.astype(np.float32)))
+                self.actions.append(torch.from_numpy(steps.action.astype(np.float32)))
+                self.valid.append(np.flatnonzero(steps.action_valid))
+                self.succeeded.append(bool(steps.is_success[-1]))
+        if not self.latents:
             raise DatasetError(
-                f"{cfg.data_root}: no episode has an expert_mode in modes={list(cfg.modes)}"
+                f"{', '.join(roots)}: no episode has an expert_mode in modes={list(cfg.modes)}"
             )
         if cfg.successful_only and cfg.final_goal_frac > 0 and not any(self.succeeded):
             raise DatasetError(
-                f"{cfg.data_root}: no kept episode ends in success (steps.npz is_success), so "
-                "none gives a final goal; set successful_only=false or final_goal_frac=0"
+                f"{', '.join(roots)}: no kept episode ends in success (steps.npz is_success), "
+                "so none gives a final goal; set successful_only=false or final_goal_frac=0"
             )
         self.tokens, self.dim = self.latents[0].shape[1:]
         self.corrections = []
@@ -199,6 +216,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
 
     if not (cfg.model and cfg.data_root and cfg.cache_dir):
         raise ValueError("wm-train-policy needs model=, data_root= and cache_dir=")
+    cfg.sources()  # they pair up
     out = Path(cfg.out_dir)
     if cfg.install:
         target = Path(cfg.model) / POLICY_DIR
