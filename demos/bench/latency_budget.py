@@ -22,7 +22,8 @@ import envs
 from planning.cpu_memory import keep_freed_memory
 from planning.mpc import MPCController
 from planning.planners import GRIPPER_EFFORT, CEMConfig, make_planner
-from planning.server.serve import ServeConfig, ServerThread, build_planner
+from planning.server.config import ServeConfig, build_planner
+from planning.server.serve import ServerThread
 from worldmodel.world_model import WorldModel
 
 

@@ -30,7 +30,8 @@ import torch
 from websockets.sync.client import connect
 
 from planning.planners.cem import CEMConfig
-from planning.server.serve import ServeConfig, ServerThread, build_planner
+from planning.server.config import ServeConfig, build_planner
+from planning.server.serve import ServerThread
 from planning.server.wire import packb, unpackb
 
 START = np.array([0.45, 0.0, 0.30, 0.0, 0.0, 0.0, 0.5], np.float32)
@@ -170,7 +171,7 @@ def main() -> int:
         model = random_world_model("vit_tiny_cpu", "tiny", "cpu", torch.float32, 0)
         factory = lambda cfg: (model, build_planner(cfg))  # noqa: E731
     else:
-        from planning.server.serve import default_factory as factory
+        from planning.server.config import default_factory as factory
     print(f"model={args.model} clients={args.clients} requests={args.requests} cem={cem.samples}"
           f"x{cem.iterations}")  # fmt: skip
     ok = [run_mode(m, base, factory, args) for m in args.modes.split(",")]

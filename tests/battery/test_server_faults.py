@@ -20,7 +20,8 @@ from websockets.sync.client import connect
 
 from planning.mpc import MPCConfig
 from planning.planners.cem import CEMConfig
-from planning.server.serve import ServeConfig, ServerThread, build_planner
+from planning.server.config import ServeConfig, build_planner
+from planning.server.serve import ServerThread
 from planning.server.wire import packb, unpackb
 from planning.toy import ToyDynamics
 

@@ -886,7 +886,9 @@ def test_serve_pcem_starts_every_plan_at_the_models_proposal(demos, model, tmp_p
     gives another policy to any planner; refused at start with no policy or on the toy."""
     from websockets.sync.client import connect
 
-    from planning.server.serve import PolicyServer, ServeConfig, ServerThread, Session
+    from planning.server.config import ServeConfig
+    from planning.server.serve import PolicyServer, ServerThread
+    from planning.server.session import Session
     from planning.server.wire import packb, unpackb
 
     model_dir = tmp_path / "model"

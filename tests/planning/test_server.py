@@ -13,13 +13,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from planning.planners.cem import CEMConfig
-from planning.server.serve import (
-    PolicyServer,
-    ServeConfig,
-    ServerThread,
-    build_planner,
-    config_from_dict,
-)
+from planning.server.config import ServeConfig, build_planner, config_from_dict
+from planning.server.serve import PolicyServer, ServerThread
 from planning.server.wire import packb, unpackb
 from planning.toy import ToyDynamics
 
@@ -193,7 +188,7 @@ def test_config_from_dict_and_validation():
 
 @pytest.mark.parametrize("planner", ["cem", "icem", "reference"])
 def test_hydra_configs_compose_into_serve_config(planner):
-    from planning.server.serve import ServeConfig
+    from planning.server.config import ServeConfig
     from worldmodel.config import compose, plain_defaults
 
     raw = compose("serve", [f"planner={planner}"], plain_defaults(ServeConfig))

@@ -19,8 +19,9 @@ from planning.mpc import MPCConfig
 from planning.planners.cem import CEMConfig
 from planning.robots import FakeRobot
 from planning.server.checks import ServeSafety
+from planning.server.config import ServeConfig, build_planner
 from planning.server.keys import CONTROL_KEYS, ObsKeyMap, resolve_obs_keys
-from planning.server.serve import PolicyServer, ServeConfig, ServerThread, build_planner
+from planning.server.serve import PolicyServer, ServerThread
 from planning.server.wire import RequestError, packb, parse_request, unpackb
 from planning.toy import ToyDynamics
 
@@ -274,7 +275,7 @@ def test_obs_key_presets_overrides_and_model_views_are_checked_at_start():
 
 
 def test_hydra_overrides_compose_into_the_new_serve_options():
-    from planning.server.serve import config_from_dict
+    from planning.server.config import config_from_dict
     from worldmodel.config import compose, plain_defaults
 
     raw = compose("serve", ["obs_keys=droid", "safety.max_translation_m=0.02", "dry_run=true",

@@ -13,7 +13,8 @@ import pytest
 
 from planning.planners.cem import CEMConfig
 from planning.robots import SimRobot
-from planning.server.serve import ServeConfig, ServerThread
+from planning.server.config import ServeConfig
+from planning.server.serve import ServerThread
 
 envs = pytest.importorskip("envs")
 policy_mod = pytest.importorskip("openpi_client.websocket_client_policy")

@@ -18,7 +18,8 @@ from websockets.sync.client import connect
 
 from planning.mpc import MPCConfig
 from planning.planners.cem import CEMConfig
-from planning.server.serve import ServeConfig, ServerThread
+from planning.server.config import ServeConfig
+from planning.server.serve import ServerThread
 from planning.server.wire import (
     IGNORED_KEYS,
     REQUEST_KEYS,
