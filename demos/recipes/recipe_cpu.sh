@@ -22,6 +22,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-2500}
 TRAIN_STEPS=${TRAIN_STEPS:-11000}
 DECAY_STEPS=${DECAY_STEPS:-3000}   # the last steps anneal the learning rate linearly to 0
 DEMOS=${DEMOS:-3600}               # pick-and-place demonstrations (expert + noisy) for the policy
+TASK_DEMOS=${TASK_DEMOS:-600}      # demonstrations of each other task (reach, reach_with_object, grasp)
 POLICY_STEPS=${POLICY_STEPS:-20000}
 POLICY_ENSEMBLE=${POLICY_ENSEMBLE:-3}  # policies (seeds 0..K-1) whose mean action is the policy
 PROPOSAL_STEPS=${PROPOSAL_STEPS:-10000}
@@ -61,9 +62,19 @@ stage demos wm-collect env=pick_place episodes="$DEMOS" image_size=64 workers=2 
     out_dir="$RUN/demos" expert_frac=0.5 noisy_frac=0.5 explore_frac=0.0 wrist_camera="$WRIST"
 stage demos-cache wm-cache data_root="$RUN/demos" encoder_dir="$RUN/pretrain/encoder" \
     cache_dir="$RUN/demos_features" views="$VIEWS"
-# 6. the goal-conditioned policy on the frozen latents (pick-and-place from the final goal image)
-stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \
-    cache_dir="$RUN/demos_features" out_dir="$RUN/policy" steps="$POLICY_STEPS" \
+# 5b. demonstrations of the other tasks, so the policy serves every task's final goal image
+ROOTS="$RUN/demos" CACHES="$RUN/demos_features"
+for task in reach reach_with_object grasp; do
+    stage "demos-$task" wm-collect env="$task" episodes="$TASK_DEMOS" image_size=64 workers=2 \
+        seed=2 out_dir="$RUN/demos_$task" expert_frac=0.5 noisy_frac=0.5 explore_frac=0.0 \
+        wrist_camera="$WRIST"
+    stage "demos-$task-cache" wm-cache data_root="$RUN/demos_$task" \
+        encoder_dir="$RUN/pretrain/encoder" cache_dir="$RUN/demos_${task}_features" views="$VIEWS"
+    ROOTS="$ROOTS,$RUN/demos_$task" CACHES="$CACHES,$RUN/demos_${task}_features"
+done
+# 6. the goal-conditioned policy on the frozen latents: any task from its final goal image
+stage policy wm-train-policy model="$RUN/predictor/world_model" data_root="[$ROOTS]" \
+    cache_dir="[$CACHES]" out_dir="$RUN/policy" steps="$POLICY_STEPS" \
     ensemble="$POLICY_ENSEMBLE" install=true
 # 7. the planner's proposal (wm_pcem): the same, half of its goals 1-16 steps ahead
 stage proposal wm-train-policy model="$RUN/predictor/world_model" data_root="$RUN/demos" \

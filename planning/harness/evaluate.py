@@ -117,8 +117,8 @@ class EvalConfig:
     model: str | None = None
     policy: str | None = None  # wm_policy's policy folder; None: <model>/policy
     proposal: str | None = None  # wm_pcem's proposal; None: <policy>/proposal, else the policy
-    # the tasks wm_flat and wm_policy run on (None: every task); pick-and-place is the one
-    # whose final goal alone defeats the flat planner
+    # the tasks the flat planner (wm_flat) runs on (None: every task); pick-and-place is the
+    # one whose final goal alone defeats it. wm_policy (a forward pass an action) runs on all.
     final_goal_tasks: tuple[str, ...] | None = ("pick_place",)
     out_dir: str = "outputs/eval"
     image_size: int = 64
@@ -208,9 +208,8 @@ class EvalConfig:
         object.__setattr__(self, "energy_views", views)
 
     def runs(self, task: str, method: str) -> bool:
-        """Whether ``method`` runs on ``task`` (the final-goal methods: ``final_goal_tasks``)."""
-        return (method not in FINAL_GOAL_METHODS or self.final_goal_tasks is None
-                or task in self.final_goal_tasks)  # fmt: skip
+        """Whether ``method`` runs on ``task`` (the flat planner: ``final_goal_tasks``)."""
+        return method != "wm_flat" or self.final_goal_tasks is None or task in self.final_goal_tasks
 
     def _given_steps(self, task: str) -> int | None:
         return self.max_steps.get(task) or self.max_steps.get(task.rpartition(":")[2])

@@ -634,7 +634,7 @@ def test_wm_eval_runs_the_flat_planner_and_the_policy(demos, model, tmp_path, ca
         out_dir=str(tmp_path / "eval"),
         model=str(model_dir),
         cem=CEMConfig(samples=8, iterations=1, top_k=2),
-        final_goal_tasks=None,  # default: pick_place only
+        final_goal_tasks=None,  # default: wm_flat on pick_place only
     )
     results = ev.evaluate(cfg)
     assert [r.method for r in results] == ["wm_flat", "wm_policy"]
@@ -742,11 +742,11 @@ def test_demo_ends_with_a_final_goal_only_pick_and_place_by_the_policy(
     assert "wm-demo pick_place_final_goal_only: success 0/1" in capsys.readouterr().out
 
 
-def test_final_goal_methods_run_on_the_final_goal_tasks_only():
-    """wm_flat and wm_policy run on ``final_goal_tasks`` (default pick_place; None: all), the
-    other methods on every task."""
+def test_the_flat_planner_runs_on_the_final_goal_tasks_only():
+    """wm_flat runs on ``final_goal_tasks`` (default pick_place; None: all), the other methods,
+    wm_policy included, on every task."""
     cfg = EvalConfig(tasks=("reach", "pick_place"), methods=("wm_cem", "wm_flat", "wm_policy"))
-    assert [m for m in cfg.methods if cfg.runs("reach", m)] == ["wm_cem"]
+    assert [m for m in cfg.methods if cfg.runs("reach", m)] == ["wm_cem", "wm_policy"]
     assert all(cfg.runs("pick_place", m) for m in cfg.methods)
     everywhere = EvalConfig(tasks=("reach",), methods=("wm_flat",), final_goal_tasks=None)
     assert everywhere.runs("reach", "wm_flat")

@@ -33,8 +33,8 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     out = _bash(
         "recipes/recipe_cpu.sh",
         {"RUN": str(run), "EPISODES": "6", "PRETRAIN_STEPS": "3", "TRAIN_STEPS": "6",
-         "DECAY_STEPS": "2", "DEMOS": "4", "POLICY_STEPS": "3", "POLICY_ENSEMBLE": "2",
-         "PROPOSAL_STEPS": "3", "EXPORT": ""},
+         "DECAY_STEPS": "2", "DEMOS": "4", "TASK_DEMOS": "2", "POLICY_STEPS": "3",
+         "POLICY_ENSEMBLE": "2", "PROPOSAL_STEPS": "3", "EXPORT": ""},
     )  # fmt: skip
     assert "== recipe: finished" in out
     meta = json.loads((run / "predictor" / "world_model" / "world_model.json").read_text())
@@ -43,6 +43,8 @@ def test_recipe_then_motion_weight_study_at_toy_sizes(tmp_path):
     assert (policy / "ensemble.json").is_file() and not (policy / "policy.json").exists()
     assert all((policy / "members" / k / "policy.safetensors").is_file() for k in ("0", "1"))
     assert (policy / "proposal" / "policy.json").is_file()
+    for task in ("reach", "reach_with_object", "grasp"):  # the policy's other tasks
+        assert len(list((run / f"demos_{task}_features").glob("ep_*.npy"))) == 2
     out = _bash(
         "experiments/motion_weight_study.sh",
         {"RUN": str(run), "OUT": str(study), "WEIGHTS": "0 5", "STEPS": "4",
