@@ -4,7 +4,8 @@
 # is resumable: rerun the same command after a crash or kill and finished work is skipped
 # (episodes, checkpoints, cached episodes), so nothing is lost. Budget: the world model (stages
 # 1-4) <= 90 minutes on 2 cores; the policy stages (5-7) add about 2 hours (measured stage by
-# stage in docs/shipped-model.md; stage times are printed).
+# stage in docs/shipped-model.md; stage times are printed), plus ~15 min for the other tasks'
+# demonstrations (5b: 3 x 600 episodes collected and cached, measured beside other jobs).
 #
 #   bash demos/recipes/recipe_cpu.sh                  # everything into runs/shipped, then models/shipped
 #   RUN=runs/try2 PRETRAIN_STEPS=500 TRAIN_STEPS=500 DECAY_STEPS=100 EXPORT= bash demos/recipes/recipe_cpu.sh
