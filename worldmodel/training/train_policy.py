@@ -123,8 +123,9 @@ class Demonstrations:
         self.latents, self.states, self.actions, self.valid = [], [], [], []
         self.succeeded: list[bool] = []
         grid = model.predictor.cfg.input_grid
-        roots = [root for root, _ in cfg.sources()]
-        for root, cache_dir in cfg.sources():
+        sources = cfg.sources()
+        roots = [root for root, _ in sources]
+        for root, cache_dir in sources:
             dataset = open_dataset(root)
             cache = FeatureCache(cache_dir, model.encoder.identity())
             check_cache_matches(cache, dataset, cache_dir)
@@ -218,6 +219,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
         raise ValueError("wm-train-policy needs model=, data_root= and cache_dir=")
     cfg.sources()  # they pair up
     out = Path(cfg.out_dir)
+    target = None  # the install folder
     if cfg.install:
         target = Path(cfg.model) / POLICY_DIR
         target = target / PROPOSAL_DIR if cfg.proposal else target
@@ -242,7 +244,7 @@ def train_policy(cfg: PolicyTrainConfig) -> dict:
             members.append(member)
         policy = PolicyEnsemble(members)
         policy.save(out)
-    if cfg.install:
+    if target is not None:
         save_goal_policy(policy, target)
         print(f"wm-train-policy: installed the policy in {target}")
     return report
